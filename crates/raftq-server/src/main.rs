@@ -1,1 +1,86 @@
-fn main() {}
+//! `raftqd`: start one raftq node.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use raftq_server::config::{Args, Config, LogFormat};
+use raftq_server::node::Node;
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::from_args(Args::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("raftqd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+    let addr: SocketAddr = match config.listen.parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("raftqd: invalid --listen {:?}: {e}", config.listen);
+            return ExitCode::from(2);
+        }
+    };
+    // Bind before starting Raft so a port clash fails fast and loudly.
+    if let Err(e) = std::net::TcpListener::bind(addr) {
+        eprintln!("raftqd: cannot listen on {addr}: {e}");
+        return ExitCode::from(1);
+    }
+    let node = match Node::start(config.clone()).await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("raftqd: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(id = config.id, listen = %config.listen, advertise = %config.advertise, "raftqd started");
+    let served = raftq_server::server::serve(node.clone(), addr, shutdown_signal()).await;
+    node.shutdown().await;
+    match served {
+        Ok(()) => {
+            tracing::info!("raftqd stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("raftqd: server error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

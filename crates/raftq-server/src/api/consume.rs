@@ -1,0 +1,233 @@
+//! Consumer sessions. A session lives on the queue's leader: the state machine
+//! there decides what each consumer holds, so credit, acks and redelivery are all
+//! log commands. A client connected to another node is proxied to the leader.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use raftq_proto::v1::{
+    consume_request, consume_response, ConsumeRequest, ConsumeResponse, Delivery as ProtoDelivery,
+    SettleConfirm, SettleOutcome, Subscribed,
+};
+use raftq_queue::{Command, ConsumerId, Delivery, Outcome, Settlement};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+
+use crate::error::ApiError;
+use crate::node::{now_ms, Group, Node};
+use crate::raft::types::{GroupCommand, GroupResponse};
+use crate::router::{self, Route};
+
+pub type ConsumeStream = Pin<Box<dyn Stream<Item = Result<ConsumeResponse, Status>> + Send>>;
+
+/// How long a new leader may take to reset consumers before we refuse attaches.
+const READY_WAIT: Duration = Duration::from_secs(5);
+
+pub async fn consume(
+    node: &Arc<Node>,
+    mut inbound: Streaming<ConsumeRequest>,
+    hops: u32,
+) -> Result<ConsumeStream, ApiError> {
+    let first = inbound
+        .message()
+        .await
+        .map_err(|s| {
+            ApiError::InvalidArgument(format!("consume stream failed before subscribe: {s}"))
+        })?
+        .ok_or_else(|| ApiError::InvalidArgument("consume stream ended before subscribe".into()))?;
+    let Some(consume_request::Kind::Subscribe(sub)) = first.kind.clone() else {
+        return Err(ApiError::InvalidArgument(
+            "the first message of a consume stream must be a subscribe".into(),
+        ));
+    };
+    let def = router::queue_def(node, &sub.queue)?;
+    let group = match router::route(node, def.group, &def.replicas, &def.name, hops)? {
+        Route::Local(g) => g,
+        Route::Remote { addr, .. } => return proxy(node, &addr, first, inbound, hops).await,
+    };
+    wait_until_ready(&group, &def.name).await?;
+    let prefetch = if sub.prefetch == 0 {
+        node.config.default_prefetch
+    } else {
+        sub.prefetch
+    };
+    let consumer: ConsumerId = rand::random();
+    let deliveries = node.sessions.register(group.id, consumer);
+    let attach = Command::Attach {
+        now_ms: now_ms(),
+        consumer,
+        prefetch,
+    };
+    if let Err(e) = router::propose(&group, GroupCommand::Queue(attach), &def.name).await {
+        node.sessions.remove(consumer);
+        return Err(e.into_api());
+    }
+    let (out_tx, out_rx) = mpsc::channel(prefetch as usize + 64);
+    let subscribed = ConsumeResponse {
+        kind: Some(consume_response::Kind::Subscribed(Subscribed {
+            consumer_id: consumer,
+            node_id: node.id,
+        })),
+    };
+    let _ = out_tx.send(Ok(subscribed)).await;
+    tokio::spawn(session(
+        node.clone(),
+        group,
+        consumer,
+        deliveries,
+        inbound,
+        out_tx,
+    ));
+    Ok(Box::pin(ReceiverStream::new(out_rx)))
+}
+
+async fn wait_until_ready(group: &Group, queue: &str) -> Result<(), ApiError> {
+    let deadline = tokio::time::Instant::now() + READY_WAIT;
+    loop {
+        if !group.is_leader() {
+            return Err(ApiError::no_leader(queue));
+        }
+        if group.consumers_ready_term.load(Ordering::SeqCst) == group.current_term() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::unavailable(format!(
+                "queue '{queue}': new leader is still taking over; retry"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn session(
+    node: Arc<Node>,
+    group: Arc<Group>,
+    consumer: ConsumerId,
+    mut deliveries: mpsc::UnboundedReceiver<Delivery>,
+    mut inbound: Streaming<ConsumeRequest>,
+    out: mpsc::Sender<Result<ConsumeResponse, Status>>,
+) {
+    loop {
+        tokio::select! {
+            delivery = deliveries.recv() => match delivery {
+                Some(d) => {
+                    node.metrics.delivered_messages.inc();
+                    if out.send(Ok(to_proto(d))).await.is_err() {
+                        break;
+                    }
+                }
+                None => {
+                    // The registry dropped us: this node lost the queue's leadership.
+                    let _ = out.send(Err(Status::unavailable(
+                        "queue leadership moved; resubscribe (unacked messages will be redelivered)",
+                    ))).await;
+                    break;
+                }
+            },
+            request = inbound.message() => match request {
+                Ok(Some(ConsumeRequest { kind: Some(consume_request::Kind::Settle(settle)) })) => {
+                    // Settles commit concurrently so one slow commit never stalls
+                    // deliveries; confirms carry the client's tag.
+                    tokio::spawn(settle_one(group.clone(), consumer, settle, out.clone()));
+                }
+                Ok(Some(_)) => {
+                    let _ = out.send(Err(Status::invalid_argument("already subscribed: send settles only"))).await;
+                    break;
+                }
+                Ok(None) | Err(_) => break,
+            },
+            _ = out.closed() => break,
+        }
+    }
+    node.sessions.remove(consumer);
+    if group.is_leader() {
+        // Best effort: if this fails, the next leader's reset returns the messages.
+        let detach = Command::Detach {
+            now_ms: now_ms(),
+            consumer,
+        };
+        let _ = group.raft.client_write(GroupCommand::Queue(detach)).await;
+    }
+}
+
+async fn settle_one(
+    group: Arc<Group>,
+    consumer: ConsumerId,
+    settle: raftq_proto::v1::Settle,
+    out: mpsc::Sender<Result<ConsumeResponse, Status>>,
+) {
+    let outcome = match SettleOutcome::try_from(settle.outcome) {
+        Ok(SettleOutcome::Ack) => Settlement::Ack,
+        Ok(SettleOutcome::Requeue) => Settlement::Requeue,
+        Ok(SettleOutcome::Reject) => Settlement::Reject,
+        Err(_) => {
+            let _ = out
+                .send(Err(Status::invalid_argument("unknown settle outcome")))
+                .await;
+            return;
+        }
+    };
+    let cmd = Command::Settle {
+        now_ms: now_ms(),
+        consumer,
+        offsets: settle.offsets,
+        outcome,
+    };
+    let reply = match group.raft.client_write(GroupCommand::Queue(cmd)).await {
+        Ok(resp) => match resp.data {
+            GroupResponse::Queue(Outcome::Settled { settled, unknown }) => Ok(ConsumeResponse {
+                kind: Some(consume_response::Kind::Settled(SettleConfirm {
+                    tag: settle.tag,
+                    settled,
+                    unknown,
+                })),
+            }),
+            other => Err(Status::internal(format!(
+                "unexpected settle outcome {other:?}"
+            ))),
+        },
+        Err(e) => Err(Status::unavailable(format!(
+            "settle not committed ({e}); the messages will be redelivered"
+        ))),
+    };
+    let _ = out.send(reply).await;
+}
+
+fn to_proto(d: Delivery) -> ConsumeResponse {
+    ConsumeResponse {
+        kind: Some(consume_response::Kind::Delivery(ProtoDelivery {
+            offset: d.offset,
+            payload: d.message.payload,
+            headers: d.message.headers.into_iter().collect(),
+            delivery_count: d.delivery_count,
+            redelivered: d.redelivered,
+            publish_time_ms: d.publish_time_ms,
+        })),
+    }
+}
+
+/// Relays a consume session to the leader, both directions, until either side ends.
+async fn proxy(
+    node: &Node,
+    addr: &str,
+    first: ConsumeRequest,
+    inbound: Streaming<ConsumeRequest>,
+    hops: u32,
+) -> Result<ConsumeStream, ApiError> {
+    node.metrics.forwarded_requests.inc();
+    let mut client = router::queue_client(node, addr)?;
+    let upstream = futures::stream::once(async move { first }).chain(
+        inbound
+            .take_while(|r| futures::future::ready(r.is_ok()))
+            .filter_map(|r| async move { r.ok() }),
+    );
+    let response = client
+        .consume(router::forwarded(upstream, hops))
+        .await
+        .map_err(crate::api::publish::status_to_api)?;
+    Ok(Box::pin(response.into_inner()))
+}

@@ -1,0 +1,103 @@
+//! Queue info: answered from a local replica's state, or fetched from a replica.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::ServerState;
+use raftq_proto::v1::admin_service_client::AdminServiceClient;
+use raftq_proto::v1::{GetQueueRequest, QueueInfo, ReplicaStatus};
+
+use crate::api::admin::options_to_proto;
+use crate::catalog::QueueDef;
+use crate::error::ApiError;
+use crate::node::{Group, Node};
+use crate::raft::state_machine::GroupState;
+
+const REMOTE_INFO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Info from this node's replica. `None` when this node holds no replica.
+pub fn local_info(node: &Node, def: &QueueDef) -> Option<QueueInfo> {
+    let group = node.group(def.group)?;
+    Some(info_from_group(node, def, &group))
+}
+
+fn info_from_group(node: &Node, def: &QueueDef, group: &Group) -> QueueInfo {
+    let metrics = group.raft.metrics().borrow().clone();
+    let mut info = base_info(node, def);
+    info.leader_id = metrics.current_leader.unwrap_or(0);
+    info.term = metrics.current_term;
+    {
+        let applied = group.shared.read();
+        info.applied_index = applied.last_applied.map(|l| l.index).unwrap_or(0);
+        if let GroupState::Work(q) = &applied.state {
+            info.depth = q.depth();
+            info.ready = q.ready();
+            info.unacked = q.unacked();
+            info.consumers = q.consumers() as u64;
+        }
+    }
+    if metrics.state == ServerState::Leader {
+        let last = metrics.last_log_index.unwrap_or(0);
+        if let Some(repl) = &metrics.replication {
+            info.replica_status = repl
+                .iter()
+                .map(|(id, matched)| {
+                    let matched_index = matched.map(|l| l.index).unwrap_or(0);
+                    ReplicaStatus {
+                        node_id: *id,
+                        matched_index,
+                        lag: last.saturating_sub(matched_index),
+                    }
+                })
+                .collect();
+        }
+    }
+    info
+}
+
+/// Catalog facts only (for when no replica answers).
+pub fn base_info(node: &Node, def: &QueueDef) -> QueueInfo {
+    QueueInfo {
+        name: def.name.clone(),
+        options: Some(options_to_proto(&def.spec)),
+        group_id: def.group,
+        replicas: def.replicas.clone(),
+        answered_by: node.id,
+        ..Default::default()
+    }
+}
+
+/// Info from a local replica, else from the first replica that answers.
+pub async fn queue_info(
+    node: &Arc<Node>,
+    def: &QueueDef,
+    hops: u32,
+) -> Result<QueueInfo, ApiError> {
+    if let Some(info) = local_info(node, def) {
+        return Ok(info);
+    }
+    if hops >= crate::router::MAX_HOPS {
+        return Ok(base_info(node, def));
+    }
+    for replica in &def.replicas {
+        let Some(addr) = node.node_addr(*replica) else {
+            continue;
+        };
+        let Ok(channel) = node.pool.get(&addr) else {
+            continue;
+        };
+        let mut client = AdminServiceClient::new(channel);
+        let mut req = crate::router::forwarded(
+            GetQueueRequest {
+                name: def.name.clone(),
+            },
+            hops,
+        );
+        req.set_timeout(REMOTE_INFO_TIMEOUT);
+        // NOT_FOUND from a replica only means its catalog lags ours: try the next.
+        if let Ok(info) = client.get_queue(req).await {
+            return Ok(info.into_inner());
+        }
+    }
+    Ok(base_info(node, def))
+}

@@ -1,0 +1,12 @@
+//! Public gRPC services, one module per RPC family.
+
+pub mod admin;
+pub mod consume;
+pub mod info;
+pub mod publish;
+pub mod queue_service;
+pub mod read;
+
+/// Largest gRPC message we accept or send: a publish batch of many messages, or a
+/// snapshot chunk. Single messages are limited by each queue's max_message_bytes.
+pub const MAX_GRPC_MESSAGE: usize = 64 * 1024 * 1024;

@@ -1,0 +1,123 @@
+//! Publish: validate at the edge, propose on the leader (or forward), answer with
+//! offsets only after commit.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use raftq_proto::v1::{PublishRequest, PublishResponse};
+use raftq_queue::{Command, Message, Outcome, ProducerSeq, PublishError};
+
+use crate::error::ApiError;
+use crate::node::{now_ms, Node};
+use crate::raft::types::{GroupCommand, GroupResponse};
+use crate::router::{self, ProposeError, Route};
+
+pub async fn publish(
+    node: &Arc<Node>,
+    req: PublishRequest,
+    hops: u32,
+) -> Result<PublishResponse, ApiError> {
+    let def = router::queue_def(node, &req.queue)?;
+    if req.messages.is_empty() {
+        return Err(ApiError::InvalidArgument(
+            "publish needs at least one message".into(),
+        ));
+    }
+    let max = def.spec.options.max_message_bytes;
+    if let Some(big) = req.messages.iter().find(|m| m.payload.len() as u64 > max) {
+        return Err(ApiError::InvalidArgument(format!(
+            "message of {} bytes exceeds queue '{}' max_message_bytes {max}",
+            big.payload.len(),
+            def.name
+        )));
+    }
+    let route = router::route(node, def.group, &def.replicas, &def.name, hops)?;
+    let group = match route {
+        Route::Local(g) => g,
+        Route::Remote { addr, .. } => return forward(node, &addr, req, hops).await,
+    };
+    let producer = (!req.producer_id.is_empty()).then(|| ProducerSeq {
+        producer_id: req.producer_id.clone(),
+        sequence: req.sequence,
+    });
+    let messages: Vec<Message> = req
+        .messages
+        .iter()
+        .map(|m| Message {
+            payload: m.payload.clone(),
+            headers: m
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<BTreeMap<_, _>>(),
+        })
+        .collect();
+    let cmd = GroupCommand::Queue(Command::Publish {
+        now_ms: now_ms(),
+        producer,
+        messages,
+    });
+    node.metrics.published_batches.inc();
+    match router::propose(&group, cmd, &def.name).await {
+        Ok(GroupResponse::Queue(Outcome::Published { offsets, duplicate })) => {
+            node.metrics.published_messages.add(offsets.len() as u64);
+            Ok(PublishResponse {
+                offsets,
+                duplicate,
+                leader_id: node.id,
+            })
+        }
+        Ok(GroupResponse::Queue(Outcome::PublishRejected(e))) => Err(publish_error(&def.name, e)),
+        Ok(other) => Err(ApiError::Internal(format!(
+            "unexpected publish outcome {other:?}"
+        ))),
+        Err(ProposeError::Moved { addr, .. }) if hops < router::MAX_HOPS => {
+            forward(node, &addr, req, hops).await
+        }
+        Err(e) => Err(e.into_api()),
+    }
+}
+
+fn publish_error(queue: &str, e: PublishError) -> ApiError {
+    match e {
+        PublishError::QueueFull { .. } => ApiError::ResourceExhausted(format!(
+            "queue '{queue}' is full (overflow = reject-publish): {e}"
+        )),
+        PublishError::SequenceGap { .. } => {
+            ApiError::FailedPrecondition(format!("queue '{queue}': {e}"))
+        }
+        PublishError::MessageTooLarge { .. } | PublishError::EmptyBatch => {
+            ApiError::InvalidArgument(format!("queue '{queue}': {e}"))
+        }
+    }
+}
+
+async fn forward(
+    node: &Node,
+    addr: &str,
+    req: PublishRequest,
+    hops: u32,
+) -> Result<PublishResponse, ApiError> {
+    node.metrics.forwarded_requests.inc();
+    let mut client = router::queue_client(node, addr)?;
+    client
+        .publish(router::forwarded(req, hops))
+        .await
+        .map(|r| r.into_inner())
+        .map_err(status_to_api)
+}
+
+/// Passes a remote node's answer through unchanged (its code and message).
+pub fn status_to_api(s: tonic::Status) -> ApiError {
+    use tonic::Code;
+    let m = s.message().to_string();
+    match s.code() {
+        Code::InvalidArgument => ApiError::InvalidArgument(m),
+        Code::NotFound => ApiError::NotFound(m),
+        Code::AlreadyExists => ApiError::AlreadyExists(m),
+        Code::FailedPrecondition => ApiError::FailedPrecondition(m),
+        Code::ResourceExhausted => ApiError::ResourceExhausted(m),
+        Code::Internal => ApiError::Internal(m),
+        _ => ApiError::unavailable(format!("forwarded request failed: {}: {m}", s.code())),
+    }
+}

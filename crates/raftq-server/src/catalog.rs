@@ -1,0 +1,295 @@
+//! The metadata group's state: queue definitions and where their replicas live.
+//!
+//! Pure and deterministic (no I/O, no clocks): every node applies the same log and
+//! computes the same placement, so the catalog never needs a coordinator.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::raft::types::{GroupId, NodeId};
+
+pub const MAX_QUEUE_NAME_LEN: usize = 200;
+pub const DEFAULT_REPLICAS: u32 = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum QueueKind {
+    #[default]
+    Work,
+    Stream,
+}
+
+/// How many replicas a queue asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicaCount {
+    Count(u32),
+    All,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSpec {
+    pub kind: QueueKind,
+    pub replicas: ReplicaCount,
+    pub options: raftq_queue::QueueOptions,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueDef {
+    pub name: String,
+    pub group: GroupId,
+    pub spec: QueueSpec,
+    /// Node ids holding a replica, in placement order.
+    pub replicas: Vec<NodeId>,
+    /// Where the first leader should be (min-leaders placement).
+    pub preferred_leader: NodeId,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum CatalogCommand {
+    CreateQueue { name: String, spec: QueueSpec },
+    DeleteQueue { name: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum CatalogOutcome {
+    Created(QueueDef),
+    AlreadyExists(QueueDef),
+    Deleted(QueueDef),
+    NotFound,
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalog {
+    queues: BTreeMap<String, QueueDef>,
+    next_group: GroupId,
+}
+
+/// Why a queue name is refused, or `None` when it is fine.
+pub fn invalid_queue_name(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("queue name must not be empty".into());
+    }
+    if name.len() > MAX_QUEUE_NAME_LEN {
+        return Some(format!(
+            "queue name is longer than {MAX_QUEUE_NAME_LEN} bytes"
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
+        return Some(format!(
+            "queue name {name:?} may only contain ASCII letters, digits, '.', '-' and '_'"
+        ));
+    }
+    None
+}
+
+impl Catalog {
+    pub fn queue(&self, name: &str) -> Option<&QueueDef> {
+        self.queues.get(name)
+    }
+
+    pub fn queues(&self) -> impl Iterator<Item = &QueueDef> {
+        self.queues.values()
+    }
+
+    pub fn by_group(&self, group: GroupId) -> Option<&QueueDef> {
+        self.queues.values().find(|q| q.group == group)
+    }
+
+    /// `nodes` are the voters of the metadata group, which come from the same log,
+    /// so placement stays a deterministic function of the log.
+    pub fn apply(&mut self, cmd: CatalogCommand, nodes: &[NodeId]) -> CatalogOutcome {
+        match cmd {
+            CatalogCommand::CreateQueue { name, spec } => self.create(name, spec, nodes),
+            CatalogCommand::DeleteQueue { name } => match self.queues.remove(&name) {
+                Some(def) => CatalogOutcome::Deleted(def),
+                None => CatalogOutcome::NotFound,
+            },
+        }
+    }
+
+    fn create(&mut self, name: String, spec: QueueSpec, nodes: &[NodeId]) -> CatalogOutcome {
+        if let Some(reason) = invalid_queue_name(&name) {
+            return CatalogOutcome::Invalid(reason);
+        }
+        if let Some(existing) = self.queues.get(&name) {
+            return CatalogOutcome::AlreadyExists(existing.clone());
+        }
+        if nodes.is_empty() {
+            return CatalogOutcome::Invalid("the cluster has no nodes".into());
+        }
+        let wanted = match spec.replicas {
+            ReplicaCount::All => nodes.len(),
+            ReplicaCount::Count(0) => DEFAULT_REPLICAS as usize,
+            ReplicaCount::Count(n) => n as usize,
+        }
+        .min(nodes.len());
+        let (replicas, preferred_leader) = self.place(nodes, wanted);
+        self.next_group += 1;
+        let def = QueueDef {
+            name: name.clone(),
+            group: self.next_group,
+            spec,
+            replicas,
+            preferred_leader,
+        };
+        self.queues.insert(name, def.clone());
+        CatalogOutcome::Created(def)
+    }
+
+    /// min-leaders placement: replicas on the nodes hosting the fewest replicas,
+    /// the first leader on the chosen node leading the fewest queues.
+    fn place(&self, nodes: &[NodeId], wanted: usize) -> (Vec<NodeId>, NodeId) {
+        let mut hosted: BTreeMap<NodeId, usize> = nodes.iter().map(|n| (*n, 0)).collect();
+        let mut leading: BTreeMap<NodeId, usize> = hosted.clone();
+        for q in self.queues.values() {
+            for r in &q.replicas {
+                if let Some(c) = hosted.get_mut(r) {
+                    *c += 1;
+                }
+            }
+            if let Some(c) = leading.get_mut(&q.preferred_leader) {
+                *c += 1;
+            }
+        }
+        let mut candidates: Vec<NodeId> = nodes.to_vec();
+        // Rotating the tie-break by group number spreads equal-load choices.
+        let rotation = self.next_group as usize % nodes.len().max(1);
+        candidates.rotate_left(rotation);
+        candidates.sort_by_key(|n| hosted.get(n).copied().unwrap_or(0));
+        candidates.truncate(wanted);
+        let leader = candidates
+            .iter()
+            .copied()
+            .min_by_key(|n| (leading.get(n).copied().unwrap_or(0), *n))
+            .unwrap_or_default();
+        candidates.sort_unstable();
+        (candidates, leader)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(replicas: ReplicaCount) -> QueueSpec {
+        QueueSpec {
+            kind: QueueKind::Work,
+            replicas,
+            options: raftq_queue::QueueOptions::default(),
+        }
+    }
+
+    #[test]
+    fn leaders_spread_evenly_over_nodes() {
+        let mut c = Catalog::default();
+        let nodes = [1, 2, 3];
+        for i in 0..9 {
+            let out = c.apply(
+                CatalogCommand::CreateQueue {
+                    name: format!("q{i}"),
+                    spec: spec(ReplicaCount::Count(3)),
+                },
+                &nodes,
+            );
+            assert!(matches!(out, CatalogOutcome::Created(_)));
+        }
+        let mut leads = BTreeMap::new();
+        for q in c.queues() {
+            *leads.entry(q.preferred_leader).or_insert(0) += 1;
+            assert_eq!(q.replicas, vec![1, 2, 3]);
+        }
+        assert_eq!(leads.values().copied().collect::<Vec<_>>(), vec![3, 3, 3]);
+    }
+
+    #[test]
+    fn replicas_spread_when_fewer_than_nodes() {
+        let mut c = Catalog::default();
+        let nodes = [1, 2, 3, 4, 5];
+        for i in 0..5 {
+            c.apply(
+                CatalogCommand::CreateQueue {
+                    name: format!("q{i}"),
+                    spec: spec(ReplicaCount::Count(3)),
+                },
+                &nodes,
+            );
+        }
+        let mut hosted = BTreeMap::new();
+        for q in c.queues() {
+            assert_eq!(q.replicas.len(), 3);
+            assert!(q.replicas.contains(&q.preferred_leader));
+            for r in &q.replicas {
+                *hosted.entry(*r).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(
+            hosted.values().copied().collect::<Vec<_>>(),
+            vec![3, 3, 3, 3, 3]
+        );
+    }
+
+    #[test]
+    fn duplicate_and_invalid_names_change_nothing() {
+        let mut c = Catalog::default();
+        let nodes = [1, 2, 3];
+        c.apply(
+            CatalogCommand::CreateQueue {
+                name: "a".into(),
+                spec: spec(ReplicaCount::All),
+            },
+            &nodes,
+        );
+        let before = c.clone();
+        assert!(matches!(
+            c.apply(
+                CatalogCommand::CreateQueue {
+                    name: "a".into(),
+                    spec: spec(ReplicaCount::Count(1))
+                },
+                &nodes
+            ),
+            CatalogOutcome::AlreadyExists(_)
+        ));
+        assert!(matches!(
+            c.apply(
+                CatalogCommand::CreateQueue {
+                    name: "bad name".into(),
+                    spec: spec(ReplicaCount::All)
+                },
+                &nodes
+            ),
+            CatalogOutcome::Invalid(_)
+        ));
+        assert!(matches!(
+            c.apply(
+                CatalogCommand::CreateQueue {
+                    name: String::new(),
+                    spec: spec(ReplicaCount::All)
+                },
+                &nodes
+            ),
+            CatalogOutcome::Invalid(_)
+        ));
+        assert_eq!(c, before);
+    }
+
+    #[test]
+    fn replica_count_is_capped_by_cluster_size() {
+        let mut c = Catalog::default();
+        let out = c.apply(
+            CatalogCommand::CreateQueue {
+                name: "a".into(),
+                spec: spec(ReplicaCount::Count(7)),
+            },
+            &[1, 2, 3],
+        );
+        match out {
+            CatalogOutcome::Created(def) => assert_eq!(def.replicas, vec![1, 2, 3]),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

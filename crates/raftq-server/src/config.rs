@@ -1,0 +1,288 @@
+//! Node configuration from flags, `RAFTQ_*` environment variables and an optional
+//! TOML file. Precedence: flag > environment > file > default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "raftqd",
+    version,
+    about = "raftq node: a replicated message queue on Raft"
+)]
+pub struct Args {
+    /// TOML file with any of the settings below (keys in snake_case).
+    #[arg(long, env = "RAFTQ_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This node's id (a positive integer, unique in the cluster).
+    #[arg(long, env = "RAFTQ_ID")]
+    pub id: Option<u64>,
+    /// Where the node keeps its Raft logs, votes and snapshots.
+    #[arg(long, env = "RAFTQ_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// gRPC address for clients and peers. [default: 127.0.0.1:7001]
+    #[arg(long, env = "RAFTQ_LISTEN")]
+    pub listen: Option<String>,
+    /// Address other nodes and clients use to reach this node. [default: --listen]
+    #[arg(long, env = "RAFTQ_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// "1=HOST:PORT,2=HOST:PORT,..." used only to bootstrap an empty data dir.
+    #[arg(long, env = "RAFTQ_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// HTTP address serving Prometheus metrics at /metrics. [default: off]
+    #[arg(long, env = "RAFTQ_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Log format: text or json. Filter with RUST_LOG. [default: text]
+    #[arg(long, env = "RAFTQ_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Raft heartbeat interval in ms. [default: 100]
+    #[arg(long, env = "RAFTQ_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Minimum election timeout in ms. [default: 600]
+    #[arg(long, env = "RAFTQ_ELECTION_TIMEOUT_MIN_MS")]
+    pub election_timeout_min_ms: Option<u64>,
+    /// Maximum election timeout in ms. [default: 1200]
+    #[arg(long, env = "RAFTQ_ELECTION_TIMEOUT_MAX_MS")]
+    pub election_timeout_max_ms: Option<u64>,
+    /// Build a snapshot of a group after this many log entries. [default: 20000]
+    #[arg(long, env = "RAFTQ_SNAPSHOT_EVERY")]
+    pub snapshot_every: Option<u64>,
+    /// Log entries kept below a snapshot for slow followers. [default: 1000]
+    #[arg(long, env = "RAFTQ_SNAPSHOT_KEEP_LOGS")]
+    pub snapshot_keep_logs: Option<u64>,
+    /// Prefetch used when a consumer asks for 0. [default: 100]
+    #[arg(long, env = "RAFTQ_DEFAULT_PREFETCH")]
+    pub default_prefetch: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    id: Option<u64>,
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    advertise: Option<String>,
+    initial_cluster: Option<String>,
+    metrics_listen: Option<String>,
+    log_format: Option<String>,
+    heartbeat_ms: Option<u64>,
+    election_timeout_min_ms: Option<u64>,
+    election_timeout_max_ms: Option<u64>,
+    snapshot_every: Option<u64>,
+    snapshot_keep_logs: Option<u64>,
+    default_prefetch: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The resolved configuration of a node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub id: u64,
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub advertise: String,
+    pub initial_cluster: BTreeMap<u64, String>,
+    pub metrics_listen: Option<String>,
+    pub log_format: LogFormat,
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    pub snapshot_every: u64,
+    pub snapshot_keep_logs: u64,
+    pub default_prefetch: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("{0} is required (flag --{1} or env RAFTQ_{2})")]
+    Missing(&'static str, &'static str, &'static str),
+    #[error("invalid --initial-cluster entry {0:?}: expected ID=HOST:PORT")]
+    InitialCluster(String),
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+/// Parses "1=host:port,2=host:port".
+pub fn parse_initial_cluster(s: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| ConfigError::InitialCluster(part.to_string()))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::InitialCluster(part.to_string()))?;
+        let addr = addr.trim();
+        if id == 0 || addr.is_empty() || !addr.contains(':') {
+            return Err(ConfigError::InitialCluster(part.to_string()));
+        }
+        out.insert(id, addr.to_string());
+    }
+    Ok(out)
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+impl Config {
+    pub fn from_args(args: Args) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let id = args
+            .id
+            .or(file.id)
+            .ok_or(ConfigError::Missing("node id", "id", "ID"))?;
+        if id == 0 {
+            return Err(ConfigError::Invalid(
+                "node id must be a positive integer".into(),
+            ));
+        }
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .ok_or(ConfigError::Missing("data dir", "data-dir", "DATA_DIR"))?;
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:7001".into());
+        let advertise = args
+            .advertise
+            .or(file.advertise)
+            .unwrap_or_else(|| listen.clone());
+        let initial_cluster = match args.initial_cluster.or(file.initial_cluster) {
+            Some(s) => parse_initial_cluster(&s)?,
+            None => BTreeMap::new(),
+        };
+        if !initial_cluster.is_empty() && !initial_cluster.contains_key(&id) {
+            return Err(ConfigError::Invalid(format!(
+                "--initial-cluster does not contain this node's id {id}"
+            )));
+        }
+        let log_format = match args.log_format.or(file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "log format {other:?}: expected text or json"
+                )))
+            }
+        };
+        let config = Config {
+            id,
+            data_dir,
+            listen,
+            advertise,
+            initial_cluster,
+            metrics_listen: args.metrics_listen.or(file.metrics_listen),
+            log_format,
+            heartbeat_ms: args.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(100),
+            election_timeout_min_ms: args
+                .election_timeout_min_ms
+                .or(file.election_timeout_min_ms)
+                .unwrap_or(600),
+            election_timeout_max_ms: args
+                .election_timeout_max_ms
+                .or(file.election_timeout_max_ms)
+                .unwrap_or(1200),
+            snapshot_every: args
+                .snapshot_every
+                .or(file.snapshot_every)
+                .unwrap_or(20_000),
+            snapshot_keep_logs: args
+                .snapshot_keep_logs
+                .or(file.snapshot_keep_logs)
+                .unwrap_or(1000),
+            default_prefetch: args
+                .default_prefetch
+                .or(file.default_prefetch)
+                .unwrap_or(100),
+        };
+        if config.election_timeout_min_ms <= config.heartbeat_ms
+            || config.election_timeout_max_ms <= config.election_timeout_min_ms
+        {
+            return Err(ConfigError::Invalid(
+                "need heartbeat_ms < election_timeout_min_ms < election_timeout_max_ms".into(),
+            ));
+        }
+        Ok(config)
+    }
+
+    pub fn raft_config(&self) -> Result<openraft::Config, ConfigError> {
+        openraft::Config {
+            cluster_name: "raftq".into(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            max_payload_entries: 1000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: self.snapshot_keep_logs,
+            install_snapshot_timeout: 2000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_cluster_parses_and_rejects_garbage() {
+        let m = parse_initial_cluster("1=127.0.0.1:7001, 2=127.0.0.1:7002").expect("valid");
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[&2], "127.0.0.1:7002");
+        assert!(parse_initial_cluster("1:7001").is_err());
+        assert!(parse_initial_cluster("0=a:1").is_err());
+        assert!(parse_initial_cluster("x=a:1").is_err());
+    }
+
+    #[test]
+    fn flags_override_file_and_defaults_apply() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("raftq.toml");
+        std::fs::write(&path, "id = 2\ndata_dir = \"/tmp/x\"\nheartbeat_ms = 50\n").expect("write");
+        let args = Args::parse_from([
+            "raftqd",
+            "--config",
+            path.to_str().unwrap_or_default(),
+            "--id",
+            "3",
+        ]);
+        let c = Config::from_args(args).expect("valid config");
+        assert_eq!(c.id, 3);
+        assert_eq!(c.heartbeat_ms, 50);
+        assert_eq!(c.listen, "127.0.0.1:7001");
+        assert_eq!(c.advertise, c.listen);
+    }
+}

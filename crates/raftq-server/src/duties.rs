@@ -1,0 +1,113 @@
+//! What the leader of a queue group does besides answering requests:
+//! - on winning an election, commit `ResetConsumers` before accepting consumers,
+//!   so every message the old leader had out is returned exactly once;
+//! - stamp `Tick`s into the log when a TTL or ack timeout falls due;
+//! - hand dead letters to their target queue (idempotently) and confirm them;
+//! - on losing leadership, end the consumer sessions hosted here.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use raftq_queue::{Command, DeadLetter, Outcome};
+
+use crate::node::{now_ms, Group, Node};
+use crate::raft::state_machine::GroupState;
+use crate::raft::types::{GroupCommand, GroupResponse};
+
+const IDLE_CHECK: Duration = Duration::from_millis(100);
+
+pub async fn run(node: Arc<Node>, group: Arc<Group>, queue: String) {
+    let mut metrics = group.raft.metrics();
+    let mut was_leader = false;
+    loop {
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(IDLE_CHECK) => {}
+            _ = group.shared.dead_letters.notified() => {}
+        }
+        let is_leader = group.is_leader();
+        if !is_leader {
+            if was_leader {
+                tracing::info!(%queue, "lost leadership: ending consumer sessions hosted here");
+                group.consumers_ready_term.store(0, Ordering::SeqCst);
+                node.sessions.close_group(group.id);
+            }
+            was_leader = false;
+            continue;
+        }
+        was_leader = true;
+        let term = group.current_term();
+        if group.consumers_ready_term.load(Ordering::SeqCst) != term {
+            // Consumers this group had anywhere are gone with the old leader (their
+            // sessions lived there): return what they held, then open for attach.
+            let reset = Command::ResetConsumers { now_ms: now_ms() };
+            match group.raft.client_write(GroupCommand::Queue(reset)).await {
+                Ok(_) => {
+                    node.sessions.close_group(group.id);
+                    group.consumers_ready_term.store(term, Ordering::SeqCst);
+                    tracing::info!(%queue, term, "leader ready: consumers reset");
+                }
+                Err(e) => tracing::debug!(%queue, "reset consumers not committed: {e}"),
+            }
+            continue;
+        }
+        tick_if_due(&group).await;
+        forward_dead_letters(&node, &group, &queue).await;
+    }
+}
+
+async fn tick_if_due(group: &Group) {
+    let now = now_ms();
+    let due = {
+        let applied = group.shared.read();
+        match &applied.state {
+            GroupState::Work(q) => q.next_deadline().is_some_and(|d| d <= now),
+            GroupState::Catalog(_) => false,
+        }
+    };
+    if due {
+        let _ = group
+            .raft
+            .client_write(GroupCommand::Queue(Command::Tick { now_ms: now }))
+            .await;
+    }
+}
+
+/// At-least-once dead-lettering: publish each pending dead letter to its target
+/// with producer id `raftq-dlx/<queue>` and sequence = dead-letter seq, so a
+/// repeat after a failover is deduplicated by the target, then confirm them.
+async fn forward_dead_letters(node: &Arc<Node>, group: &Group, queue: &str) {
+    let pending: Vec<DeadLetter> = {
+        let applied = group.shared.read();
+        match &applied.state {
+            GroupState::Work(q) => q.pending_dead_letters().take(256).cloned().collect(),
+            GroupState::Catalog(_) => return,
+        }
+    };
+    let mut confirmed_up_to = None;
+    for dl in pending {
+        let mut message = dl.message.clone();
+        message
+            .headers
+            .insert("x-death-queue".to_string(), queue.to_string());
+        let producer = format!("raftq-dlx/{queue}");
+        match crate::router::publish_internal(node, &dl.target, producer, dl.seq, vec![message])
+            .await
+        {
+            Ok(()) => confirmed_up_to = Some(dl.seq),
+            Err(e) => {
+                tracing::warn!(%queue, target = %dl.target, "dead letter not delivered yet: {e}");
+                break;
+            }
+        }
+    }
+    if let Some(up_to_seq) = confirmed_up_to {
+        let cmd = Command::DeadLettered { up_to_seq };
+        if let Ok(resp) = group.raft.client_write(GroupCommand::Queue(cmd)).await {
+            if !matches!(resp.data, GroupResponse::Queue(Outcome::Done)) {
+                tracing::debug!(%queue, "dead-letter confirm answered {:?}", resp.data);
+            }
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! raftqd: a raftq node. Every queue is its own Raft group (openraft) stored in
+//! the node's sled database; any node accepts any request.
+
+#![forbid(unsafe_code)]
+// openraft's trait signatures impose its large `StorageError`; boxing it locally
+// would only add conversions at every call.
+#![allow(clippy::result_large_err)]
+
+pub mod api;
+pub mod catalog;
+pub mod config;
+pub mod duties;
+pub mod error;
+pub mod liveness;
+pub mod metrics;
+pub mod network;
+pub mod node;
+pub mod raft;
+pub mod reconcile;
+pub mod router;
+pub mod server;
+pub mod sessions;

@@ -1,0 +1,88 @@
+//! Server side of the Raft transport: decode, hand to the group's `Raft`, encode.
+
+use std::sync::Arc;
+
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use raftq_proto::internal::raft_peer_server::RaftPeer;
+use raftq_proto::internal::{RaftReply, RaftRequest};
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+use crate::network::wire;
+use crate::node::{Group, Node};
+use crate::raft::types::TypeConfig;
+
+pub struct PeerService {
+    pub node: Arc<Node>,
+}
+
+impl PeerService {
+    fn group(&self, req: &RaftRequest) -> Result<Arc<Group>, Status> {
+        self.node.liveness.saw(req.from);
+        // The group may not exist here yet (queue just created, catalog not yet
+        // applied): the sender backs off and retries.
+        self.node.group(req.group).ok_or_else(|| {
+            Status::not_found(format!(
+                "group {} is not running on node {}",
+                req.group, self.node.id
+            ))
+        })
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(req: &RaftRequest) -> Result<T, Status> {
+    wire::decode(&req.payload)
+        .map_err(|e| Status::invalid_argument(format!("bad raft payload: {e}")))
+}
+
+fn reply<T: Serialize>(value: &T) -> Result<Response<RaftReply>, Status> {
+    let payload =
+        wire::encode(value).map_err(|e| Status::internal(format!("encode reply: {e}")))?;
+    Ok(Response::new(RaftReply { payload }))
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let req = request.into_inner();
+        let group = self.group(&req)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(&req)?;
+        reply(&group.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req = request.into_inner();
+        let group = self.group(&req)?;
+        let rpc: VoteRequest<u64> = decode(&req)?;
+        reply(&group.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let req = request.into_inner();
+        let group = self.group(&req)?;
+        let rpc: InstallSnapshotRequest<TypeConfig> = decode(&req)?;
+        reply(&group.raft.install_snapshot(rpc).await)
+    }
+
+    async fn read_index(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let req = request.into_inner();
+        let group = self.group(&req)?;
+        let result: Result<u64, String> = match group.raft.get_read_log_id().await {
+            Ok((read_log_id, _)) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
+            Err(e) => Err(format!(
+                "node {} cannot serve a read index: {e}",
+                self.node.id
+            )),
+        };
+        reply(&result)
+    }
+}

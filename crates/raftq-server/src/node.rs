@@ -1,0 +1,301 @@
+//! A raftqd node: its store, its Raft groups, and the shared peer plumbing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::{BasicNode, ServerState};
+use raftq_queue::WorkQueue;
+use raftq_store::NodeStore;
+use tokio::task::JoinHandle;
+
+use crate::catalog::{Catalog, QueueDef};
+use crate::config::Config;
+use crate::liveness::Liveness;
+use crate::metrics::NodeMetrics;
+use crate::network::client::NetworkFactory;
+use crate::network::pool::ChannelPool;
+use crate::raft::state_machine::{GroupShared, GroupState, StateMachine};
+use crate::raft::types::{GroupId, NodeId, Raft, METADATA_GROUP};
+use crate::sessions::Sessions;
+
+/// One Raft group running on this node.
+pub struct Group {
+    pub id: GroupId,
+    pub raft: Raft,
+    pub shared: Arc<GroupShared>,
+    /// Term in which this node, as leader, has committed `ResetConsumers`: consumers
+    /// may attach only once it equals the current term, so the reset can never
+    /// detach a consumer of the same term.
+    pub consumers_ready_term: AtomicU64,
+    duties: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Group {
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    pub fn current_term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    pub fn current_leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Address of a member of this group, from the group's own membership.
+    pub fn member_addr(&self, node: NodeId) -> Option<String> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config
+            .membership()
+            .get_node(&node)
+            .map(|n| n.addr.clone())
+    }
+}
+
+pub struct Node {
+    pub id: NodeId,
+    pub config: Config,
+    pub store: NodeStore,
+    pub pool: Arc<ChannelPool>,
+    pub liveness: Arc<Liveness>,
+    pub sessions: Arc<Sessions>,
+    pub metrics: Arc<NodeMetrics>,
+    raft_config: Arc<openraft::Config>,
+    groups: RwLock<HashMap<GroupId, Arc<Group>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("storage: {0}")]
+    Store(#[from] raftq_store::StoreError),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("this data dir was never bootstrapped: start it with --initial-cluster")]
+    NotBootstrapped,
+}
+
+/// Leader wall-clock time for commands. Queue state machines never read a clock;
+/// the leader stamps this into the log.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Node {
+    pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Raft(e.to_string()))?;
+        let store = NodeStore::open(config.data_dir.join("db"))?;
+        let raft_config = Arc::new(config.raft_config()?);
+        let node = Arc::new(Node {
+            id: config.id,
+            store,
+            pool: Arc::new(ChannelPool::default()),
+            liveness: Arc::new(Liveness::default()),
+            sessions: Arc::new(Sessions::default()),
+            metrics: Arc::new(NodeMetrics::default()),
+            raft_config,
+            groups: RwLock::new(HashMap::new()),
+            config,
+        });
+        let meta = node
+            .start_group(METADATA_GROUP, GroupState::Catalog(Catalog::default()))
+            .await?;
+        let initialized = meta
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        if !initialized {
+            if node.config.initial_cluster.is_empty() {
+                return Err(StartError::NotBootstrapped);
+            }
+            let members: BTreeMap<NodeId, BasicNode> = node
+                .config
+                .initial_cluster
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode::new(addr)))
+                .collect();
+            // Every initial node initializes with the same members, which openraft
+            // documents as safe; whoever is already initialized refuses, harmlessly.
+            if let Err(e) = meta.raft.initialize(members).await {
+                tracing::info!("metadata group already initialized elsewhere: {e}");
+            }
+        }
+        tokio::spawn(crate::reconcile::run(node.clone()));
+        Ok(node)
+    }
+
+    pub fn group(&self, id: GroupId) -> Option<Arc<Group>> {
+        self.groups
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    pub fn groups(&self) -> Vec<Arc<Group>> {
+        self.groups
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn meta(&self) -> Option<Arc<Group>> {
+        self.group(METADATA_GROUP)
+    }
+
+    /// Runs `f` over the catalog as this node has applied it.
+    pub fn with_catalog<T>(&self, f: impl FnOnce(&Catalog) -> T) -> Option<T> {
+        let meta = self.meta()?;
+        let applied = meta.shared.read();
+        match &applied.state {
+            GroupState::Catalog(c) => Some(f(c)),
+            GroupState::Work(_) => None,
+        }
+    }
+
+    pub fn queue_def(&self, name: &str) -> Option<QueueDef> {
+        self.with_catalog(|c| c.queue(name).cloned()).flatten()
+    }
+
+    /// Cluster members and their addresses (metadata group membership).
+    pub fn members(&self) -> BTreeMap<NodeId, String> {
+        let Some(meta) = self.meta() else {
+            return BTreeMap::new();
+        };
+        let metrics = meta.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect()
+    }
+
+    pub fn node_addr(&self, node: NodeId) -> Option<String> {
+        self.members().get(&node).cloned()
+    }
+
+    pub(crate) async fn start_group(
+        &self,
+        id: GroupId,
+        initial: GroupState,
+    ) -> Result<Arc<Group>, StartError> {
+        if let Some(g) = self.group(id) {
+            return Ok(g);
+        }
+        let shared = GroupShared::new(id, initial);
+        let sm = StateMachine::open(
+            shared.clone(),
+            self.store.snapshot_store(id)?,
+            self.sessions.clone(),
+        )?;
+        let log = self.store.log_store(id)?;
+        let network = NetworkFactory {
+            group: id,
+            self_id: self.id,
+            pool: self.pool.clone(),
+            liveness: self.liveness.clone(),
+        };
+        let raft = Raft::new(self.id, self.raft_config.clone(), network, log, sm)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let group = Arc::new(Group {
+            id,
+            raft,
+            shared,
+            consumers_ready_term: AtomicU64::new(0),
+            duties: std::sync::Mutex::new(None),
+        });
+        self.groups
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, group.clone());
+        Ok(group)
+    }
+
+    /// Starts (or resumes) a queue's group on this replica.
+    pub(crate) async fn start_queue(self: &Arc<Self>, def: &QueueDef) -> Result<(), StartError> {
+        if self.group(def.group).is_some() {
+            return Ok(());
+        }
+        let initial = GroupState::Work(Box::new(WorkQueue::new(def.spec.options.clone())));
+        let group = self.start_group(def.group, initial).await?;
+        let initialized = group
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        if !initialized {
+            let members: BTreeMap<NodeId, BasicNode> = def
+                .replicas
+                .iter()
+                .filter_map(|id| Some((*id, BasicNode::new(self.node_addr(*id)?))))
+                .collect();
+            if let Err(e) = group.raft.initialize(members).await {
+                tracing::debug!(group = def.group, "queue group initialized elsewhere: {e}");
+            } else if def.preferred_leader == self.id {
+                // min-leaders placement: the preferred node campaigns at once, so it
+                // normally wins before anyone's election timer fires.
+                let _ = group.raft.trigger().elect().await;
+            }
+        }
+        let duties = tokio::spawn(crate::duties::run(
+            self.clone(),
+            group.clone(),
+            def.name.clone(),
+        ));
+        *group.duties.lock().unwrap_or_else(|e| e.into_inner()) = Some(duties);
+        tracing::info!(queue = %def.name, group = def.group, "queue replica started");
+        Ok(())
+    }
+
+    /// Stops a deleted queue's group and removes its data.
+    pub(crate) async fn stop_group(&self, id: GroupId) {
+        let group = self
+            .groups
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        if let Some(group) = group {
+            if let Some(duties) = group
+                .duties
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                duties.abort();
+            }
+            self.sessions.close_group(id);
+            let _ = group.raft.shutdown().await;
+            if let Err(e) = self.store.remove_group(id) {
+                tracing::warn!(group = id, "cannot remove data of deleted group: {e}");
+            }
+        }
+    }
+
+    /// Steps down from every group this node leads (graceful shutdown): triggers an
+    /// election on an up-to-date follower of each.
+    pub async fn shutdown(&self) {
+        for group in self.groups() {
+            let _ = group.raft.shutdown().await;
+        }
+    }
+
+    pub fn elapsed_since_seen(&self, node: NodeId) -> Option<Duration> {
+        if node == self.id {
+            return Some(Duration::ZERO);
+        }
+        self.liveness.since(node)
+    }
+}

@@ -1,0 +1,275 @@
+//! openraft state machine of one group: the catalog (group 0) or a work queue.
+//!
+//! The state lives in memory behind a lock that readers share. Durability comes
+//! from the log plus the latest snapshot: on restart we load the snapshot and
+//! openraft re-applies the log after it, so applying never fsyncs on its own.
+
+use std::io::Cursor;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, BasicNode, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend,
+    RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+};
+use raftq_queue::{Effect, WorkQueue};
+use raftq_store::{decode_value, encode_value, SnapshotStore, StoredSnapshot};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Notify};
+
+use crate::catalog::Catalog;
+use crate::raft::types::{GroupCommand, GroupId, GroupResponse, TypeConfig};
+use crate::sessions::Sessions;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum GroupState {
+    Catalog(Catalog),
+    Work(Box<WorkQueue>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Applied {
+    pub state: GroupState,
+    pub last_applied: Option<LogId<u64>>,
+    pub last_membership: StoredMembership<u64, BasicNode>,
+}
+
+impl Applied {
+    pub fn voters(&self) -> Vec<u64> {
+        self.last_membership.membership().voter_ids().collect()
+    }
+}
+
+/// What the state machine shares with the rest of the node.
+pub struct GroupShared {
+    pub group: GroupId,
+    applied: RwLock<Applied>,
+    /// Last applied log index; waiters use it for read-index reads and to notice
+    /// catalog changes.
+    pub applied_index: watch::Sender<u64>,
+    /// Woken when there are dead letters to hand to their target queue.
+    pub dead_letters: Notify,
+}
+
+impl GroupShared {
+    pub fn new(group: GroupId, state: GroupState) -> Arc<Self> {
+        Arc::new(Self {
+            group,
+            applied: RwLock::new(Applied {
+                state,
+                last_applied: None,
+                last_membership: StoredMembership::default(),
+            }),
+            applied_index: watch::channel(0).0,
+            dead_letters: Notify::new(),
+        })
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
+        self.applied.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Applied> {
+        self.applied.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn last_applied_index(&self) -> u64 {
+        *self.applied_index.borrow()
+    }
+}
+
+pub struct StateMachine {
+    shared: Arc<GroupShared>,
+    snapshots: SnapshotStore,
+    sessions: Arc<Sessions>,
+}
+
+fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<u64> {
+    StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::error(e)).into()
+}
+
+fn snap_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<u64> {
+    StorageIOError::new(ErrorSubject::Snapshot(None), verb, AnyError::error(e)).into()
+}
+
+impl StateMachine {
+    /// Restores the latest persisted snapshot, if any, into `shared`.
+    pub fn open(
+        shared: Arc<GroupShared>,
+        snapshots: SnapshotStore,
+        sessions: Arc<Sessions>,
+    ) -> Result<Self, raftq_store::StoreError> {
+        if let Some(stored) = snapshots.load()? {
+            let applied: Applied = decode_value(&stored.data)?;
+            let index = applied.last_applied.map(|l| l.index).unwrap_or(0);
+            *shared.write() = applied;
+            shared.applied_index.send_replace(index);
+        }
+        Ok(Self {
+            shared,
+            snapshots,
+            sessions,
+        })
+    }
+
+    fn dispatch(&self, effects: Vec<Effect>) {
+        let mut dead_letters = false;
+        for effect in effects {
+            match effect {
+                Effect::Deliver { consumer, delivery } => self.sessions.deliver(consumer, delivery),
+                Effect::DeadLetter(_) => dead_letters = true,
+            }
+        }
+        if dead_letters {
+            self.shared.dead_letters.notify_one();
+        }
+    }
+}
+
+fn apply_command(
+    applied: &mut Applied,
+    cmd: GroupCommand,
+    effects: &mut Vec<Effect>,
+) -> GroupResponse {
+    let voters = applied.voters();
+    match (&mut applied.state, cmd) {
+        (GroupState::Catalog(catalog), GroupCommand::Catalog(c)) => {
+            GroupResponse::Catalog(catalog.apply(c, &voters))
+        }
+        (GroupState::Work(queue), GroupCommand::Queue(c)) => {
+            GroupResponse::Queue(queue.apply(c, effects))
+        }
+        _ => GroupResponse::None,
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
+        let applied = self.shared.read();
+        Ok((applied.last_applied, applied.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<GroupResponse>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut responses = Vec::new();
+        let mut effects = Vec::new();
+        let last_index;
+        {
+            let mut applied = self.shared.write();
+            for entry in entries {
+                applied.last_applied = Some(entry.log_id);
+                let response = match entry.payload {
+                    EntryPayload::Blank => GroupResponse::None,
+                    EntryPayload::Normal(cmd) => apply_command(&mut applied, cmd, &mut effects),
+                    EntryPayload::Membership(m) => {
+                        applied.last_membership = StoredMembership::new(Some(entry.log_id), m);
+                        GroupResponse::None
+                    }
+                };
+                responses.push(response);
+            }
+            last_index = applied.last_applied.map(|l| l.index).unwrap_or(0);
+        }
+        // Effects go out after the lock is released so a slow consumer channel can
+        // never hold up readers.
+        self.dispatch(effects);
+        self.shared.applied_index.send_replace(last_index);
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+            snapshots: self.snapshots.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let data = snapshot.into_inner();
+        let applied: Applied = decode_value(&data).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let stored = StoredSnapshot {
+            meta: encode_value(meta).map_err(|e| snap_err(ErrorVerb::Write, e))?,
+            data,
+        };
+        self.snapshots
+            .save(&stored)
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let index = applied.last_applied.map(|l| l.index).unwrap_or(0);
+        *self.shared.write() = applied;
+        self.shared.applied_index.send_replace(index);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        let Some(stored) = self
+            .snapshots
+            .load()
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?
+        else {
+            return Ok(None);
+        };
+        let meta: SnapshotMeta<u64, BasicNode> =
+            decode_value(&stored.meta).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        }))
+    }
+}
+
+pub struct SnapshotBuilder {
+    shared: Arc<GroupShared>,
+    snapshots: SnapshotStore,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        let (data, last_applied, last_membership) = {
+            let applied = self.shared.read();
+            let data = encode_value(&*applied).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+            (data, applied.last_applied, applied.last_membership.clone())
+        };
+        let snapshot_id = match last_applied {
+            Some(l) => format!("{}-{}", l.leader_id.term, l.index),
+            None => "empty".to_string(),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership,
+            snapshot_id,
+        };
+        let stored = StoredSnapshot {
+            meta: encode_value(&meta).map_err(|e| snap_err(ErrorVerb::Write, e))?,
+            data: data.clone(),
+        };
+        // Flushed before openraft may purge the log below it.
+        self.snapshots
+            .save(&stored)
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}

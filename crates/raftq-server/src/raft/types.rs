@@ -1,0 +1,40 @@
+//! The one openraft type configuration shared by every group on a node: the
+//! metadata group (0) and each queue's group carry a [`GroupCommand`].
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{CatalogCommand, CatalogOutcome};
+
+openraft::declare_raft_types!(
+    pub TypeConfig:
+        D = GroupCommand,
+        R = GroupResponse,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type NodeId = u64;
+pub type GroupId = u64;
+
+/// Group 0 holds the catalog: nodes and queue definitions.
+pub const METADATA_GROUP: GroupId = 0;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum GroupCommand {
+    Catalog(CatalogCommand),
+    Queue(raftq_queue::Command),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum GroupResponse {
+    Catalog(CatalogOutcome),
+    Queue(raftq_queue::Outcome),
+    /// Blank and membership entries, or a command sent to the wrong kind of group.
+    None,
+}

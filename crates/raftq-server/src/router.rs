@@ -1,0 +1,184 @@
+//! Where a request goes: the local leader, or the leader (or a replica) elsewhere.
+//!
+//! Forwarding reuses the public API of the target node, tagged with a hop count so
+//! a request can never bounce around: a node that receives a forwarded request
+//! and cannot serve it answers UNAVAILABLE with the leader it knows.
+
+use std::sync::Arc;
+
+use openraft::error::{ClientWriteError, RaftError};
+use raftq_proto::v1::queue_service_client::QueueServiceClient;
+use raftq_proto::v1::{PublishMessage, PublishRequest};
+use tonic::metadata::MetadataMap;
+
+use crate::catalog::QueueDef;
+use crate::error::ApiError;
+use crate::node::{Group, Node};
+use crate::raft::types::{GroupCommand, GroupId, GroupResponse, NodeId};
+
+pub const HOPS_HEADER: &str = "x-raftq-hops";
+/// Client → any node → a replica → the leader: at most two forwards.
+pub const MAX_HOPS: u32 = 2;
+
+pub fn hops(metadata: &MetadataMap) -> u32 {
+    metadata
+        .get(HOPS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A request to forward, tagged with the next hop count.
+pub fn forwarded<T>(msg: T, hops: u32) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    if let Ok(v) = (hops + 1).to_string().parse() {
+        req.metadata_mut().insert(HOPS_HEADER, v);
+    }
+    req
+}
+
+pub enum Route {
+    Local(Arc<Group>),
+    Remote {
+        addr: String,
+        leader: Option<NodeId>,
+    },
+}
+
+/// Where writes for `group` (replicated on `replicas`) must go from this node.
+pub fn route(
+    node: &Node,
+    group: GroupId,
+    replicas: &[NodeId],
+    name: &str,
+    hops: u32,
+) -> Result<Route, ApiError> {
+    let route = match node.group(group) {
+        Some(g) if g.is_leader() => return Ok(Route::Local(g)),
+        Some(g) => match g.current_leader() {
+            Some(leader) if leader != node.id => match g.member_addr(leader) {
+                Some(addr) => Route::Remote {
+                    addr,
+                    leader: Some(leader),
+                },
+                None => return Err(ApiError::no_leader(name)),
+            },
+            _ => return Err(ApiError::no_leader(name)),
+        },
+        // Not a replica here: any replica knows its leader. Prefer one we heard
+        // from recently.
+        None => {
+            let mut candidates: Vec<NodeId> = replicas.to_vec();
+            candidates.sort_by_key(|r| {
+                node.elapsed_since_seen(*r)
+                    .unwrap_or(std::time::Duration::MAX)
+            });
+            let addr = candidates
+                .iter()
+                .find_map(|r| node.node_addr(*r))
+                .ok_or_else(|| ApiError::no_leader(name))?;
+            Route::Remote { addr, leader: None }
+        }
+    };
+    if hops >= MAX_HOPS {
+        let leader = match &route {
+            Route::Remote {
+                addr,
+                leader: Some(l),
+            } => Some((*l, addr.clone())),
+            _ => None,
+        };
+        return Err(ApiError::Unavailable {
+            message: format!("node {} is not the leader of queue '{name}'", node.id),
+            leader,
+        });
+    }
+    Ok(route)
+}
+
+/// Proposes `cmd` on the local leader. `Err(Remote)` tells the caller to forward
+/// instead, because leadership moved between routing and proposing.
+pub async fn propose(
+    group: &Group,
+    cmd: GroupCommand,
+    name: &str,
+) -> Result<GroupResponse, ProposeError> {
+    match group.raft.client_write(cmd).await {
+        Ok(resp) => Ok(resp.data),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            match (f.leader_id, f.leader_node) {
+                (Some(id), Some(n)) => Err(ProposeError::Moved {
+                    leader: id,
+                    addr: n.addr,
+                }),
+                _ => Err(ProposeError::Api(ApiError::no_leader(name))),
+            }
+        }
+        Err(e) => Err(ProposeError::Api(ApiError::unavailable(format!(
+            "queue '{name}': raft group unavailable: {e}"
+        )))),
+    }
+}
+
+pub enum ProposeError {
+    Moved { leader: NodeId, addr: String },
+    Api(ApiError),
+}
+
+impl ProposeError {
+    /// For callers that cannot forward any more (hop limit reached).
+    pub fn into_api(self) -> ApiError {
+        match self {
+            ProposeError::Api(e) => e,
+            ProposeError::Moved { leader, addr } => ApiError::Unavailable {
+                message: "leadership moved".into(),
+                leader: Some((leader, addr)),
+            },
+        }
+    }
+}
+
+pub fn queue_def(node: &Node, name: &str) -> Result<QueueDef, ApiError> {
+    if let Some(reason) = crate::catalog::invalid_queue_name(name) {
+        return Err(ApiError::InvalidArgument(reason));
+    }
+    node.queue_def(name)
+        .ok_or_else(|| ApiError::unknown_queue(name))
+}
+
+/// Publishes from inside the cluster (dead letters), through the same path as a
+/// client's idempotent publish.
+pub async fn publish_internal(
+    node: &Arc<Node>,
+    queue: &str,
+    producer_id: String,
+    sequence: u64,
+    messages: Vec<raftq_queue::Message>,
+) -> Result<(), ApiError> {
+    let req = PublishRequest {
+        queue: queue.to_string(),
+        messages: messages
+            .into_iter()
+            .map(|m| PublishMessage {
+                payload: m.payload,
+                headers: m.headers.into_iter().collect(),
+            })
+            .collect(),
+        producer_id,
+        sequence,
+    };
+    crate::api::publish::publish(node, req, 0).await.map(|_| ())
+}
+
+pub fn queue_client(
+    node: &Node,
+    addr: &str,
+) -> Result<QueueServiceClient<tonic::transport::Channel>, ApiError> {
+    let channel = node
+        .pool
+        .get(addr)
+        .map_err(|e| ApiError::unavailable(format!("bad peer address {addr}: {e}")))?;
+    Ok(QueueServiceClient::new(channel)
+        .max_decoding_message_size(crate::api::MAX_GRPC_MESSAGE)
+        .max_encoding_message_size(crate::api::MAX_GRPC_MESSAGE))
+}

@@ -1,0 +1,56 @@
+//! Serves the public API, the peer transport, reflection and health on one port.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use raftq_proto::internal::raft_peer_server::RaftPeerServer;
+use raftq_proto::v1::admin_service_server::AdminServiceServer;
+use raftq_proto::v1::queue_service_server::QueueServiceServer;
+use tonic::transport::Server;
+
+use crate::api::queue_service::Api;
+use crate::api::MAX_GRPC_MESSAGE;
+use crate::network::server::PeerService;
+use crate::node::Node;
+
+pub async fn serve(
+    node: Arc<Node>,
+    addr: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let api = Api { node: node.clone() };
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<QueueServiceServer<Api>>()
+        .await;
+    health_reporter
+        .set_serving::<AdminServiceServer<Api>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(raftq_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(1)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(2)))
+        .add_service(
+            QueueServiceServer::new(api.clone())
+                .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE),
+        )
+        .add_service(
+            AdminServiceServer::new(api)
+                .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE),
+        )
+        .add_service(
+            RaftPeerServer::new(PeerService { node })
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(health_service)
+        .add_service(reflection)
+        .serve_with_shutdown(addr, shutdown)
+        .await?;
+    Ok(())
+}
