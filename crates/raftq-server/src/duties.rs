@@ -46,6 +46,7 @@ pub async fn run(node: Arc<Node>, group: Arc<Group>, queue: String) {
                 Ok(_) => {
                     node.sessions.close_group(group.id);
                     group.consumers_ready_term.store(term, Ordering::SeqCst);
+                    node.metrics.elections_won.inc();
                     tracing::info!(%queue, term, "leader ready: consumers reset");
                 }
                 Err(e) => tracing::debug!(%queue, "reset consumers not committed: {e}"),

@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,openraft=error,sled=warn,h2=warn,tower=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -70,6 +70,22 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(metrics_addr) = &config.metrics_listen {
+        match metrics_addr.parse::<SocketAddr>() {
+            Ok(maddr) => {
+                let node = node.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = raftq_server::metrics::serve(node, maddr).await {
+                        tracing::error!("metrics endpoint on {maddr} failed: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                eprintln!("raftqd: invalid --metrics-listen {metrics_addr:?}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     tracing::info!(id = config.id, listen = %config.listen, advertise = %config.advertise, "raftqd started");
     let served = raftq_server::server::serve(node.clone(), addr, shutdown_signal()).await;
     node.shutdown().await;

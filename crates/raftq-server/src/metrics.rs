@@ -1,6 +1,15 @@
-//! Node counters, exported in Prometheus text format.
+//! Node metrics in Prometheus text format, served over HTTP at `/metrics`.
 
+use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::ServerState;
+
+use crate::node::Node;
+use crate::raft::state_machine::GroupState;
 
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -17,13 +26,247 @@ impl Counter {
     }
 }
 
+/// Upper bounds (seconds) of the commit latency histogram buckets.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0,
+];
+
+/// A fixed-bucket histogram: lock-free, cheap enough for the publish path.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct NodeMetrics {
     pub published_batches: Counter,
     pub published_messages: Counter,
     pub delivered_messages: Counter,
+    pub settled_messages: Counter,
     pub forwarded_requests: Counter,
     pub reads_local: Counter,
     pub reads_forwarded: Counter,
     pub read_index_requests: Counter,
+    pub elections_won: Counter,
+    pub publish_commit_latency: Histogram,
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
+}
+
+fn gauge_header(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+}
+
+/// Renders every metric of the node.
+pub fn render(node: &Node) -> String {
+    let m = &node.metrics;
+    let mut out = String::with_capacity(8192);
+    counter(
+        &mut out,
+        "raftq_published_messages_total",
+        "Messages confirmed by publishes led here.",
+        m.published_messages.get(),
+    );
+    counter(
+        &mut out,
+        "raftq_published_batches_total",
+        "Publish requests handled as leader.",
+        m.published_batches.get(),
+    );
+    counter(
+        &mut out,
+        "raftq_delivered_messages_total",
+        "Deliveries sent to consumers hosted here.",
+        m.delivered_messages.get(),
+    );
+    counter(
+        &mut out,
+        "raftq_settled_messages_total",
+        "Acks, nacks and rejects committed for consumers hosted here.",
+        m.settled_messages.get(),
+    );
+    counter(
+        &mut out,
+        "raftq_forwarded_requests_total",
+        "Requests forwarded to another node.",
+        m.forwarded_requests.get(),
+    );
+    counter(
+        &mut out,
+        "raftq_reads_local_total",
+        "Reads answered from the local replica.",
+        m.reads_local.get(),
+    );
+    counter(
+        &mut out,
+        "raftq_reads_forwarded_total",
+        "Reads forwarded to a node holding a replica.",
+        m.reads_forwarded.get(),
+    );
+    counter(
+        &mut out,
+        "raftq_read_index_requests_total",
+        "Read indexes fetched from a leader for linearizable reads.",
+        m.read_index_requests.get(),
+    );
+    counter(
+        &mut out,
+        "raftq_elections_won_total",
+        "Times this node became leader of a group.",
+        m.elections_won.get(),
+    );
+    m.publish_commit_latency.render(
+        &mut out,
+        "raftq_publish_commit_seconds",
+        "Time from proposing a publish to its commit.",
+    );
+
+    let flush = node.store.committer().stats();
+    counter(
+        &mut out,
+        "raftq_fsync_total",
+        "Flushes (fsync) of the node's database.",
+        flush.flushes.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "raftq_fsync_writes_total",
+        "Writes made durable by those flushes (group commit).",
+        flush.flushed_writes.load(Ordering::Relaxed),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP raftq_fsync_seconds_total Time spent flushing.\n# TYPE raftq_fsync_seconds_total counter\nraftq_fsync_seconds_total {}",
+        flush.flush_micros_total.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    gauge_header(&mut out, "raftq_fsync_seconds_max", "Longest flush so far.");
+    let _ = writeln!(
+        out,
+        "raftq_fsync_seconds_max {}",
+        flush.flush_micros_max.load(Ordering::Relaxed) as f64 / 1e6
+    );
+
+    let names: std::collections::HashMap<u64, String> = node
+        .with_catalog(|c| c.queues().map(|q| (q.group, q.name.clone())).collect())
+        .unwrap_or_default();
+    let mut led = 0;
+    let mut rows = Vec::new();
+    for group in node.groups() {
+        let metrics = group.raft.metrics().borrow().clone();
+        let is_leader = metrics.state == ServerState::Leader;
+        led += u64::from(is_leader);
+        let Some(name) = names.get(&group.id) else {
+            continue;
+        };
+        let applied = group.shared.read();
+        let (depth, ready, unacked, consumers) = match &applied.state {
+            GroupState::Work(q) => (q.depth(), q.ready(), q.unacked(), q.consumers() as u64),
+            GroupState::Catalog(_) => continue,
+        };
+        let max_lag = if is_leader {
+            let last = metrics.last_log_index.unwrap_or(0);
+            metrics
+                .replication
+                .as_ref()
+                .map(|r| {
+                    r.values()
+                        .map(|m| last.saturating_sub(m.map(|l| l.index).unwrap_or(0)))
+                        .max()
+                        .unwrap_or(0)
+                })
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        rows.push((
+            name.clone(),
+            [
+                ("depth", depth),
+                ("ready", ready),
+                ("unacked", unacked),
+                ("consumers", consumers),
+                ("leader_id", metrics.current_leader.unwrap_or(0)),
+                ("term", metrics.current_term),
+                (
+                    "applied_index",
+                    applied.last_applied.map(|l| l.index).unwrap_or(0),
+                ),
+                ("is_leader", u64::from(is_leader)),
+                ("replica_lag_max", max_lag),
+            ],
+        ));
+    }
+    gauge_header(
+        &mut out,
+        "raftq_groups_led",
+        "Raft groups (including metadata) this node leads.",
+    );
+    let _ = writeln!(out, "raftq_groups_led {led}");
+    if let Some((_, fields)) = rows.first() {
+        for (i, (field, _)) in fields.iter().enumerate() {
+            let metric = format!("raftq_queue_{field}");
+            gauge_header(
+                &mut out,
+                &metric,
+                &format!("Per-queue {field} as seen by this replica."),
+            );
+            for (name, fields) in &rows {
+                let _ = writeln!(out, "{metric}{{queue=\"{name}\"}} {}", fields[i].1);
+            }
+        }
+    }
+    out
+}
+
+/// Serves `/metrics` until the process exits.
+pub async fn serve(node: Arc<Node>, addr: SocketAddr) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let node = node.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    render(&node),
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app).await
 }

@@ -132,7 +132,7 @@ async fn session(
                 Ok(Some(ConsumeRequest { kind: Some(consume_request::Kind::Settle(settle)) })) => {
                     // Settles commit concurrently so one slow commit never stalls
                     // deliveries; confirms carry the client's tag.
-                    tokio::spawn(settle_one(group.clone(), consumer, settle, out.clone()));
+                    tokio::spawn(settle_one(node.clone(), group.clone(), consumer, settle, out.clone()));
                 }
                 Ok(Some(_)) => {
                     let _ = out.send(Err(Status::invalid_argument("already subscribed: send settles only"))).await;
@@ -155,6 +155,7 @@ async fn session(
 }
 
 async fn settle_one(
+    node: Arc<Node>,
     group: Arc<Group>,
     consumer: ConsumerId,
     settle: raftq_proto::v1::Settle,
@@ -179,13 +180,16 @@ async fn settle_one(
     };
     let reply = match group.raft.client_write(GroupCommand::Queue(cmd)).await {
         Ok(resp) => match resp.data {
-            GroupResponse::Queue(Outcome::Settled { settled, unknown }) => Ok(ConsumeResponse {
-                kind: Some(consume_response::Kind::Settled(SettleConfirm {
-                    tag: settle.tag,
-                    settled,
-                    unknown,
-                })),
-            }),
+            GroupResponse::Queue(Outcome::Settled { settled, unknown }) => {
+                node.metrics.settled_messages.add(settled.len() as u64);
+                Ok(ConsumeResponse {
+                    kind: Some(consume_response::Kind::Settled(SettleConfirm {
+                        tag: settle.tag,
+                        settled,
+                        unknown,
+                    })),
+                })
+            }
             other => Err(Status::internal(format!(
                 "unexpected settle outcome {other:?}"
             ))),

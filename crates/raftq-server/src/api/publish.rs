@@ -58,7 +58,12 @@ pub async fn publish(
         messages,
     });
     node.metrics.published_batches.inc();
-    match router::propose(&group, cmd, &def.name).await {
+    let started = std::time::Instant::now();
+    let outcome = router::propose(&group, cmd, &def.name).await;
+    node.metrics
+        .publish_commit_latency
+        .observe(started.elapsed());
+    match outcome {
         Ok(GroupResponse::Queue(Outcome::Published { offsets, duplicate })) => {
             node.metrics.published_messages.add(offsets.len() as u64);
             Ok(PublishResponse {
