@@ -1,1 +1,61 @@
-//! placeholder
+//! raftq's queue state machines: commands in, state and effects out.
+//!
+//! A [`WorkQueue`] is replicated by Raft: every replica applies the same
+//! committed [`Command`]s and so holds the same state. Nothing here does I/O,
+//! reads a clock or draws a random number; time is the `now_ms` the leader put
+//! in each command. Deliveries and dead letters are [`Effect`]s that only the
+//! leader executes.
+//!
+//! # Semantics
+//!
+//! - **Time** is the latest `now_ms` applied; a command with an older time does
+//!   not move it back. Each timed command first returns held messages whose ack
+//!   timeout passed (`delivered_at + ack_timeout_ms <= now`), then expires ready
+//!   messages past their TTL (`publish_time_ms + message_ttl_ms <= now`). A
+//!   message held by a consumer never expires; one returned past its TTL expires
+//!   before it could be dispatched again.
+//! - **Offsets** are dense from 0, contiguous per batch, never reused.
+//! - **Dispatch** runs at the end of every command: while a message is ready and a
+//!   consumer has credit (held < prefetch), the lowest ready offset goes to the
+//!   next consumer with credit in attach order after the last one served
+//!   (round robin), or only to the earliest-attached consumer under
+//!   single-active-consumer. First deliveries are therefore in offset order.
+//! - **`delivery_count`** counts deliveries that ended without an ack (requeue,
+//!   reject, detach, reset, ack timeout). Reaching `max_deliveries` dead-letters the
+//!   message instead of requeueing it; reject always dead-letters.
+//! - **Dead letters** get a contiguous `seq` from 1 and `x-death-*` headers and
+//!   stay pending until [`Command::DeadLettered`]; without a dead-letter queue the
+//!   message is dropped. Returns of several messages at once (detach, reset,
+//!   timeouts) are processed in ascending offset order.
+//! - **Limits** (`max_length`, `max_bytes`) count ready + unacked messages and are
+//!   checked after expiry: `RejectPublish` refuses the whole batch, `DropHead` stores
+//!   it and then dead-letters the oldest *ready* messages (never held ones).
+//! - **Idempotent producers**: a batch of n from [`ProducerSeq`] `{id, s}` covers
+//!   `s..=s+n-1`. The next batch must start at `last + 1` (else `SequenceGap`); a
+//!   batch wholly at or below `last` is a duplicate answered with its original
+//!   offsets while among the producer's last [`BATCHES_PER_PRODUCER`] batches
+//!   (empty offsets otherwise); an unknown producer may start anywhere. At most
+//!   `dedup_window` producers are remembered, least recently used evicted.
+//! - **Publish validation order**: empty batch, oversize message, duplicate,
+//!   sequence gap, queue full. A refused publish changes nothing (time aside).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod command;
+mod consumers;
+mod dead_letter;
+mod dedup;
+mod message;
+mod options;
+mod store;
+mod work;
+
+pub use command::{Command, Effect, Outcome, ProducerSeq, PublishError, Settlement};
+pub use dead_letter::{
+    DeadLetter, DeadLetterReason, HEADER_DEATH_COUNT, HEADER_DEATH_QUEUE, HEADER_DEATH_REASON,
+    HEADER_DEATH_SOURCE_OFFSET,
+};
+pub use dedup::BATCHES_PER_PRODUCER;
+pub use message::{ConsumerId, Delivery, Message, Offset, StoredView};
+pub use options::{Overflow, QueueOptions, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_MESSAGE_BYTES};
+pub use work::WorkQueue;

@@ -1,0 +1,99 @@
+//! Publish: validation, idempotent producers, length limits.
+
+use super::WorkQueue;
+use crate::command::{Effect, Outcome, ProducerSeq, PublishError};
+use crate::dead_letter::DeadLetterReason;
+use crate::dedup::Verdict;
+use crate::message::Message;
+use crate::options::Overflow;
+use crate::store::Stored;
+
+impl WorkQueue {
+    pub(super) fn publish(
+        &mut self,
+        producer: Option<ProducerSeq>,
+        messages: Vec<Message>,
+        effects: &mut Vec<Effect>,
+    ) -> Outcome {
+        let rejected = Outcome::PublishRejected;
+        if messages.is_empty() {
+            return rejected(PublishError::EmptyBatch);
+        }
+        let max = self.options.max_message_bytes;
+        if let Some(m) = messages.iter().find(|m| m.size() > max) {
+            return rejected(PublishError::MessageTooLarge {
+                size: m.size(),
+                max,
+            });
+        }
+        let count = messages.len() as u64;
+        if let Some(p) = &producer {
+            match self.producers.judge(p, count) {
+                Verdict::New => {}
+                Verdict::Duplicate(offsets) => {
+                    self.producers
+                        .touch(&p.producer_id, self.options.dedup_window);
+                    return Outcome::Published {
+                        offsets,
+                        duplicate: true,
+                    };
+                }
+                Verdict::Gap { expected } => {
+                    return rejected(PublishError::SequenceGap {
+                        producer_id: p.producer_id.clone(),
+                        expected,
+                        got: p.sequence,
+                    })
+                }
+            }
+        }
+        let batch_bytes = messages
+            .iter()
+            .fold(0u64, |sum, m| sum.saturating_add(m.size()));
+        if self.options.overflow == Overflow::RejectPublish && self.over_limits(count, batch_bytes)
+        {
+            return rejected(PublishError::QueueFull {
+                max_length: self.options.max_length,
+                max_bytes: self.options.max_bytes,
+            });
+        }
+        let first = self.store.next_offset();
+        for message in messages {
+            self.store.append(Stored {
+                message,
+                publish_time_ms: self.clock_ms,
+                delivery_count: 0,
+            });
+        }
+        if let Some(p) = &producer {
+            self.producers
+                .record(p, count, first, self.options.dedup_window);
+        }
+        if self.options.overflow == Overflow::DropHead {
+            // Held messages are never dropped: a consumer may be processing them.
+            while self.over_limits(0, 0) {
+                let Some((offset, stored)) = self.store.remove_lowest_ready() else {
+                    break;
+                };
+                self.dead_letter(offset, stored, DeadLetterReason::MaxLength, effects);
+            }
+        }
+        Outcome::Published {
+            offsets: (first..self.store.next_offset()).collect(),
+            duplicate: false,
+        }
+    }
+
+    /// Whether adding `count` messages of `bytes` would exceed a limit.
+    fn over_limits(&self, count: u64, bytes: u64) -> bool {
+        let too_long = self
+            .options
+            .max_length
+            .is_some_and(|max| self.store.len().saturating_add(count) > max);
+        let too_big = self
+            .options
+            .max_bytes
+            .is_some_and(|max| self.store.bytes().saturating_add(bytes) > max);
+        too_long || too_big
+    }
+}
