@@ -1,1 +1,7 @@
-//! placeholder
+//! Harness for cluster tests: real `raftqd` processes on 127.0.0.1, each with a
+//! free port and its own temp dir, faults by pid (SIGKILL, SIGSTOP/SIGCONT,
+//! restart), and cleanup that runs even when a test panics.
+
+pub mod client;
+pub mod cluster;
+pub mod consumer;
