@@ -137,12 +137,26 @@ pub async fn drain(addrs: &[String], queue: &str, expect: usize, timeout: Durati
             };
             match consumer.next_delivery(idle).await {
                 Ok(Some(d)) => {
-                    out.deliveries.push(d.clone());
-                    match consumer.ack(d.offset).await {
-                        Ok(true) => {
-                            out.acked.insert(d.offset, d.payload.to_vec());
+                    // Ack whatever else is already here in one settle: one commit
+                    // for many messages, as a real consumer would.
+                    let mut batch = vec![d];
+                    while batch.len() < 256 {
+                        match consumer.next_delivery(Duration::from_millis(2)).await {
+                            Ok(Some(more)) => batch.push(more),
+                            _ => break,
                         }
-                        Ok(false) => {}
+                    }
+                    out.deliveries.extend(batch.iter().cloned());
+                    let offsets: Vec<u64> = batch.iter().map(|d| d.offset).collect();
+                    match consumer.settle(offsets, SettleOutcome::Ack).await {
+                        Ok(confirm) => {
+                            for d in batch
+                                .into_iter()
+                                .filter(|d| confirm.settled.contains(&d.offset))
+                            {
+                                out.acked.insert(d.offset, d.payload.to_vec());
+                            }
+                        }
                         Err(_) => continue 'sessions,
                     }
                 }

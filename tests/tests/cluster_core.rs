@@ -362,9 +362,14 @@ async fn invalid_requests_get_precise_codes_and_change_nothing() {
     client::create_queue(&addr, "valid", QueueOptions::default())
         .await
         .expect("create");
-    wait_leader(&[addr.clone()], "valid", Duration::from_secs(10)).await;
+    wait_leader(
+        std::slice::from_ref(&addr),
+        "valid",
+        Duration::from_secs(10),
+    )
+    .await;
     publish_retrying(
-        &[addr.clone()],
+        std::slice::from_ref(&addr),
         "valid",
         "",
         0,

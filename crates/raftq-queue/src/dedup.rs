@@ -8,9 +8,12 @@ use serde::{Deserialize, Serialize};
 use crate::command::ProducerSeq;
 use crate::message::Offset;
 
-/// Batches remembered per producer. A retry of an older batch is still
-/// recognised as a duplicate (its sequences are below the last one), it just
-/// cannot be answered with its offsets any more.
+/// Batches remembered per producer. A batch below the producer's last sequence
+/// that is not among them is refused as out of order rather than answered as a
+/// duplicate: it may never have been stored (a later batch of a pipelining
+/// producer can arrive first), and "confirmed" must never be said of a message
+/// that is not stored. A well-behaved producer has one batch in flight, so its
+/// retries are always of the last batch.
 pub const BATCHES_PER_PRODUCER: usize = 4096;
 
 /// What a producer's publish is, judged against what was stored before.
@@ -18,7 +21,7 @@ pub const BATCHES_PER_PRODUCER: usize = 4096;
 pub(crate) enum Verdict {
     /// Next in sequence (or a producer we do not remember): store it.
     New,
-    /// Already stored; the original offsets when the batch is still remembered.
+    /// Already stored, with its original offsets.
     Duplicate(Vec<Offset>),
     /// Neither next nor a complete retry: refuse so the producer resends in order.
     Gap { expected: u64 },
@@ -68,15 +71,19 @@ impl Producers {
             return Verdict::New;
         };
         if last <= producer.last_seq {
-            let offsets = producer
+            let remembered = producer
                 .batches
                 .binary_search_by_key(&first, |b| b.first_seq)
                 .ok()
                 .and_then(|i| producer.batches.get(i))
                 .filter(|b| b.len == len)
-                .map(|b| (b.first_offset..b.first_offset.saturating_add(b.len)).collect())
-                .unwrap_or_default();
-            return Verdict::Duplicate(offsets);
+                .map(|b| (b.first_offset..b.first_offset.saturating_add(b.len)).collect());
+            return match remembered {
+                Some(offsets) => Verdict::Duplicate(offsets),
+                None => Verdict::Gap {
+                    expected: producer.last_seq.saturating_add(1),
+                },
+            };
         }
         match producer.last_seq.checked_add(1) {
             Some(next) if next == first => Verdict::New,
@@ -162,7 +169,7 @@ mod tests {
     }
 
     #[test]
-    fn exact_retry_gets_original_offsets_and_other_shapes_get_none() {
+    fn exact_retry_gets_original_offsets_and_other_shapes_are_refused() {
         let mut t = Producers::default();
         t.record(&seq("p", 0), 3, 10, 8);
         t.record(&seq("p", 3), 2, 20, 8);
@@ -171,19 +178,20 @@ mod tests {
             Verdict::Duplicate(vec![10, 11, 12])
         );
         assert_eq!(t.judge(&seq("p", 3), 2), Verdict::Duplicate(vec![20, 21]));
-        assert_eq!(t.judge(&seq("p", 1), 2), Verdict::Duplicate(vec![]));
+        assert_eq!(t.judge(&seq("p", 1), 2), Verdict::Gap { expected: 5 });
         assert_eq!(t.judge(&seq("p", 5), 1), Verdict::New);
         assert_eq!(t.judge(&seq("p", 4), 2), Verdict::Gap { expected: 5 });
         assert_eq!(t.judge(&seq("p", 6), 1), Verdict::Gap { expected: 5 });
     }
 
     #[test]
-    fn only_the_last_batches_keep_their_offsets() {
+    fn batches_older_than_the_window_are_refused_not_confirmed() {
         let mut t = Producers::default();
         for i in 0..=BATCHES_PER_PRODUCER as u64 {
             t.record(&seq("p", i), 1, i, 8);
         }
-        assert_eq!(t.judge(&seq("p", 0), 1), Verdict::Duplicate(vec![]));
+        let expected = BATCHES_PER_PRODUCER as u64 + 1;
+        assert_eq!(t.judge(&seq("p", 0), 1), Verdict::Gap { expected });
         assert_eq!(t.judge(&seq("p", 1), 1), Verdict::Duplicate(vec![1]));
     }
 
@@ -209,6 +217,9 @@ mod tests {
         ));
         t.record(&seq("p", u64::MAX), 1, 0, 8);
         assert_eq!(t.judge(&seq("p", u64::MAX), 1), Verdict::Duplicate(vec![0]));
-        assert_eq!(t.judge(&seq("p", 0), 1), Verdict::Duplicate(vec![]));
+        assert_eq!(
+            t.judge(&seq("p", 0), 1),
+            Verdict::Gap { expected: u64::MAX }
+        );
     }
 }

@@ -33,8 +33,9 @@
 //! - **Idempotent producers**: a batch of n from [`ProducerSeq`] `{id, s}` covers
 //!   `s..=s+n-1`. The next batch must start at `last + 1` (else `SequenceGap`); a
 //!   batch wholly at or below `last` is a duplicate answered with its original
-//!   offsets while among the producer's last [`BATCHES_PER_PRODUCER`] batches
-//!   (empty offsets otherwise); an unknown producer may start anywhere. At most
+//!   offsets when it is among the producer's last [`BATCHES_PER_PRODUCER`]
+//!   batches, and otherwise refused as `SequenceGap` (it may never have been
+//!   stored, so it must not be confirmed); an unknown producer may start anywhere. At most
 //!   `dedup_window` producers are remembered, least recently used evicted.
 //! - **Publish validation order**: empty batch, oversize message, duplicate,
 //!   sequence gap, queue full. A refused publish changes nothing (time aside).

@@ -284,12 +284,20 @@ impl Model {
             if let Some(i) = known {
                 let last_seq = self.producers[i].last_seq;
                 if last <= last_seq as u128 {
-                    let offsets = self.producers[i]
+                    // Only a batch we remember storing is a duplicate; anything
+                    // else below last_seq may never have been stored.
+                    let remembered = self.producers[i]
                         .batches
                         .iter()
                         .find(|b| b.0 == p.sequence && b.1 == n)
-                        .map(|b| (b.2..b.2 + n).collect())
-                        .unwrap_or_default();
+                        .map(|b| (b.2..b.2 + n).collect());
+                    let Some(offsets) = remembered else {
+                        return Outcome::PublishRejected(PublishError::SequenceGap {
+                            producer_id: p.producer_id.clone(),
+                            expected: last_seq + 1,
+                            got: p.sequence,
+                        });
+                    };
                     self.touch(&p.producer_id);
                     return Outcome::Published {
                         offsets,
