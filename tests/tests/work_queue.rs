@@ -1,0 +1,421 @@
+//! Issue 3 acceptance: work-queue semantics over a real 3-node cluster, exact
+//! across leader kills and restarts.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use raftq_proto::v1::{Overflow, QueueOptions, SettleOutcome};
+use raftq_tests::client::{self, payloads, publish_retrying, wait_leader};
+use raftq_tests::cluster::Cluster;
+use raftq_tests::consumer::{drain, TestConsumer};
+use tonic::Code;
+
+fn all(cluster: &Cluster) -> Vec<String> {
+    cluster
+        .ids()
+        .into_iter()
+        .map(|id| cluster.addr(id))
+        .collect()
+}
+
+fn survivors(cluster: &Cluster, dead: u64) -> Vec<String> {
+    cluster
+        .ids()
+        .into_iter()
+        .filter(|id| *id != dead)
+        .map(|id| cluster.addr(id))
+        .collect()
+}
+
+async fn subscribe_any(addrs: &[String], queue: &str, prefetch: u32) -> TestConsumer {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for addr in addrs {
+            if let Ok(c) = TestConsumer::subscribe(addr, queue, prefetch).await {
+                return c;
+            }
+        }
+        assert!(Instant::now() < deadline, "could not subscribe to {queue}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_message_dead_lettered_after_exactly_max_deliveries_across_leader_kill() {
+    let mut cluster = Cluster::start(3).await;
+    let addrs = all(&cluster);
+    client::create_queue(&addrs[0], "poison.dlq", QueueOptions::default())
+        .await
+        .expect("dlq");
+    let opts = QueueOptions {
+        max_deliveries: 5,
+        dead_letter_queue: "poison.dlq".into(),
+        ..Default::default()
+    };
+    client::create_queue(&addrs[0], "poison", opts)
+        .await
+        .expect("queue");
+    let leader = wait_leader(&addrs, "poison", Duration::from_secs(10)).await;
+    publish_retrying(
+        &addrs,
+        "poison",
+        "",
+        0,
+        payloads("poison-", 0..1),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("publish");
+
+    let mut seen_counts = Vec::new();
+    let mut consumer = subscribe_any(&addrs, "poison", 1).await;
+    // Two deliveries, each nacked with requeue (each nack confirmed).
+    for _ in 0..2 {
+        let d = consumer
+            .next_delivery(Duration::from_secs(10))
+            .await
+            .expect("stream")
+            .expect("delivery");
+        seen_counts.push(d.delivery_count);
+        consumer
+            .settle(vec![d.offset], SettleOutcome::Requeue)
+            .await
+            .expect("nack confirmed");
+    }
+    // The third delivery is out when the leader dies: the new leader's reset
+    // counts it as a delivery that ended without an ack.
+    cluster.kill(leader);
+    let live = survivors(&cluster, leader);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    'outer: while Instant::now() < deadline {
+        let mut consumer = subscribe_any(&live, "poison", 1).await;
+        loop {
+            match consumer.next_delivery(Duration::from_secs(3)).await {
+                Ok(Some(d)) => {
+                    seen_counts.push(d.delivery_count);
+                    if consumer
+                        .settle(vec![d.offset], SettleOutcome::Requeue)
+                        .await
+                        .is_err()
+                    {
+                        continue 'outer;
+                    }
+                }
+                Ok(None) => break 'outer,
+                Err(_) => continue 'outer,
+            }
+        }
+    }
+    eprintln!("delivery_count of each delivery seen: {seen_counts:?}");
+    assert!(
+        seen_counts.windows(2).all(|w| w[0] < w[1]),
+        "delivery_count must grow: {seen_counts:?}"
+    );
+    assert!(
+        seen_counts.iter().all(|c| *c < 5),
+        "delivered past max_deliveries: {seen_counts:?}"
+    );
+    assert!(seen_counts.len() <= 5);
+
+    let dead = drain(&live, "poison.dlq", 1, Duration::from_secs(30)).await;
+    assert_eq!(dead.deliveries.len(), 1, "exactly one dead letter");
+    let headers = &dead.deliveries[0].headers;
+    assert_eq!(dead.deliveries[0].payload.as_ref(), b"poison-0");
+    assert_eq!(
+        headers.get("x-death-reason").map(String::as_str),
+        Some("delivery_limit")
+    );
+    assert_eq!(headers.get("x-death-count").map(String::as_str), Some("5"));
+    assert_eq!(
+        headers.get("x-death-queue").map(String::as_str),
+        Some("poison")
+    );
+    let info = client::get_queue(&live[0], "poison").await.expect("info");
+    assert_eq!(info.depth, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacked_messages_of_a_dead_consumer_go_to_another_consumer() {
+    let cluster = Cluster::start(3).await;
+    let addrs = all(&cluster);
+    client::create_queue(&addrs[0], "work", QueueOptions::default())
+        .await
+        .expect("create");
+    wait_leader(&addrs, "work", Duration::from_secs(10)).await;
+    publish_retrying(
+        &addrs,
+        "work",
+        "",
+        0,
+        payloads("w", 0..10),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("publish");
+
+    let mut first = subscribe_any(&addrs, "work", 10).await;
+    let mut held = BTreeSet::new();
+    while held.len() < 10 {
+        let d = first
+            .next_delivery(Duration::from_secs(10))
+            .await
+            .expect("stream")
+            .expect("delivery");
+        assert!(!d.redelivered);
+        held.insert(d.offset);
+    }
+    drop(first); // the consumer process dies without acking
+
+    let mut second = subscribe_any(&addrs[1..], "work", 10).await;
+    let mut again = BTreeSet::new();
+    while again.len() < 10 {
+        let d = second
+            .next_delivery(Duration::from_secs(10))
+            .await
+            .expect("stream")
+            .expect("redelivery");
+        assert!(d.redelivered, "redelivery must be flagged");
+        assert_eq!(d.delivery_count, 1, "one delivery ended without an ack");
+        again.insert(d.offset);
+        assert!(second.ack(d.offset).await.expect("ack"));
+    }
+    assert_eq!(held, again);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_messages_never_return_after_leader_kills_and_full_restart() {
+    let mut cluster = Cluster::start(3).await;
+    let addrs = all(&cluster);
+    client::create_queue(&addrs[0], "acks", QueueOptions::default())
+        .await
+        .expect("create");
+    let leader = wait_leader(&addrs, "acks", Duration::from_secs(10)).await;
+    for b in 0..3u64 {
+        publish_retrying(
+            &addrs,
+            "acks",
+            "p",
+            1 + b * 100,
+            payloads("a", b * 100..(b + 1) * 100),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("publish");
+    }
+    let first = drain(&addrs, "acks", 150, Duration::from_secs(30)).await;
+    let acked: BTreeSet<Vec<u8>> = first.acked.values().cloned().collect();
+
+    cluster.kill(leader);
+    wait_leader(
+        &survivors(&cluster, leader),
+        "acks",
+        Duration::from_secs(15),
+    )
+    .await;
+    cluster.restart(leader);
+    let second_leader = wait_leader(&addrs, "acks", Duration::from_secs(15)).await;
+    cluster.kill(second_leader);
+    cluster.restart(second_leader);
+    cluster.kill_all();
+    cluster.start_all();
+    cluster.wait_ready(Duration::from_secs(30)).await;
+
+    let rest = drain(&addrs, "acks", 300 - acked.len(), Duration::from_secs(60)).await;
+    for d in &rest.deliveries {
+        assert!(
+            !acked.contains(d.payload.as_ref()),
+            "acked message {:?} came back",
+            String::from_utf8_lossy(&d.payload)
+        );
+    }
+    assert_eq!(
+        rest.acked.len() + acked.len(),
+        300,
+        "every unacked message is still there"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_idempotent_publish_after_leader_kill_is_stored_once() {
+    let mut cluster = Cluster::start(3).await;
+    let addrs = all(&cluster);
+    client::create_queue(&addrs[0], "idem", QueueOptions::default())
+        .await
+        .expect("create");
+    let leader = wait_leader(&addrs, "idem", Duration::from_secs(10)).await;
+    let batch = payloads("i", 0..100);
+    let offsets = publish_retrying(
+        &addrs,
+        "idem",
+        "producer-x",
+        1,
+        batch.clone(),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("publish");
+
+    // The client never saw the confirm (say) and retries after the leader died.
+    cluster.kill(leader);
+    let live = survivors(&cluster, leader);
+    let mut q = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while q.is_none() {
+        for addr in &live {
+            let mut c = client::queue(addr).await.expect("client");
+            let req = raftq_proto::v1::PublishRequest {
+                queue: "idem".into(),
+                messages: batch.clone(),
+                producer_id: "producer-x".into(),
+                sequence: 1,
+            };
+            if let Ok(resp) = c.publish(req).await {
+                q = Some(resp.into_inner());
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "retry never answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let retry = q.expect("answered");
+    assert!(retry.duplicate, "the retry is recognised as a duplicate");
+    assert_eq!(
+        retry.offsets, offsets,
+        "the retry returns the original offsets"
+    );
+    let info = client::get_queue(&live[0], "idem").await.expect("info");
+    assert_eq!(info.depth, 100, "stored once");
+
+    // A producer that skips ahead is refused.
+    let mut c = client::queue(&live[0]).await.expect("client");
+    let err = c
+        .publish(raftq_proto::v1::PublishRequest {
+            queue: "idem".into(),
+            messages: payloads("i", 0..1),
+            producer_id: "producer-x".into(),
+            sequence: 500,
+        })
+        .await
+        .expect_err("gap");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_and_length_limits_behave_as_documented() {
+    let cluster = Cluster::start(3).await;
+    let addrs = all(&cluster);
+    client::create_queue(&addrs[0], "limits.dlq", QueueOptions::default())
+        .await
+        .expect("dlq");
+    let ttl = QueueOptions {
+        message_ttl_ms: 300,
+        dead_letter_queue: "limits.dlq".into(),
+        ..Default::default()
+    };
+    client::create_queue(&addrs[0], "ttl", ttl)
+        .await
+        .expect("ttl queue");
+    let reject = QueueOptions {
+        max_length: 3,
+        ..Default::default()
+    };
+    client::create_queue(&addrs[0], "full", reject)
+        .await
+        .expect("reject queue");
+    let drop_head = QueueOptions {
+        max_length: 3,
+        overflow: Overflow::DropHead as i32,
+        dead_letter_queue: "limits.dlq".into(),
+        ..Default::default()
+    };
+    client::create_queue(&addrs[0], "head", drop_head)
+        .await
+        .expect("drop-head queue");
+    for q in ["ttl", "full", "head", "limits.dlq"] {
+        wait_leader(&addrs, q, Duration::from_secs(10)).await;
+    }
+
+    // TTL: expires while nobody consumes, and is dead-lettered as "expired".
+    publish_retrying(
+        &addrs,
+        "ttl",
+        "",
+        0,
+        payloads("t", 0..1),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("publish");
+    // reject-publish: the 4th message is refused and nothing is stored.
+    publish_retrying(
+        &addrs,
+        "full",
+        "",
+        0,
+        payloads("f", 0..3),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("publish");
+    let err = publish_retrying(
+        &addrs,
+        "full",
+        "",
+        0,
+        payloads("f", 3..4),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect_err("over max_length");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert_eq!(
+        client::get_queue(&addrs[0], "full")
+            .await
+            .expect("info")
+            .depth,
+        3
+    );
+    // drop-head: 5 in, the oldest 2 dead-lettered as "maxlen", the newest 3 stay.
+    publish_retrying(
+        &addrs,
+        "head",
+        "",
+        0,
+        payloads("h", 0..5),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("publish");
+    let kept = drain(&addrs, "head", 3, Duration::from_secs(20)).await;
+    let kept: Vec<Vec<u8>> = kept.acked.values().cloned().collect();
+    assert_eq!(kept, vec![b"h2".to_vec(), b"h3".to_vec(), b"h4".to_vec()]);
+
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let dead = drain(&addrs, "limits.dlq", 3, Duration::from_secs(20)).await;
+    let mut reasons: Vec<(String, String)> = dead
+        .deliveries
+        .iter()
+        .map(|d| {
+            (
+                String::from_utf8_lossy(&d.payload).to_string(),
+                d.headers.get("x-death-reason").cloned().unwrap_or_default(),
+            )
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        vec![
+            ("h0".to_string(), "maxlen".to_string()),
+            ("h1".to_string(), "maxlen".to_string()),
+            ("t0".to_string(), "expired".to_string()),
+        ]
+    );
+    assert_eq!(
+        client::get_queue(&addrs[0], "ttl")
+            .await
+            .expect("info")
+            .depth,
+        0
+    );
+}
