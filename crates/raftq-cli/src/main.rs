@@ -45,6 +45,9 @@ enum Command {
     /// Cluster-wide views.
     #[command(subcommand)]
     Cluster(cmd::status::ClusterCommand),
+    /// Benchmarks: publish (W1/W2) and e2e (W3).
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
 }
 
 async fn connect(cli: &Cli) -> Result<Client, raftq_client::Error> {
@@ -63,6 +66,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(a) => cmd::consume::run(&client, a, cli.json).await,
         Command::Read(a) => cmd::read::run(&client, a, cli.json).await,
         Command::Cluster(c) => cmd::status::run(&client, c, cli.json).await,
+        Command::Bench(c) => cmd::bench::run(&client, c, cli.json).await,
     }
 }
 

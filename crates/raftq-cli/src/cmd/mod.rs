@@ -1,5 +1,6 @@
 //! One module per command family.
 
+pub mod bench;
 pub mod consume;
 pub mod publish;
 pub mod queue;
