@@ -117,7 +117,11 @@ cmd_kill_leader() {
 cmd_restart() {
   local id=${1:?usage: cluster.sh restart NODE}
   [[ "$id" =~ ^[0-9]+$ && "$id" -ge 1 && "$id" -le "$(node_count)" ]] || die "no node $id"
-  if alive "$id"; then kill -KILL "$(cat "$(pid_file "$id")")"; sleep 0.2; fi
+  if alive "$id"; then
+    local pid; pid=$(cat "$(pid_file "$id")")
+    kill -KILL "$pid"
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
   start_node "$id"
   echo "node $id restarted (pid $(cat "$(pid_file "$id")"))"
 }

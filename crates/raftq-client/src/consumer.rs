@@ -155,7 +155,7 @@ impl Consumer {
         self.next_tag += 1;
         let Some(session) = self.session.as_mut() else {
             return Err(Error::Unavailable(
-                "consumer session was lost; the messages will be redelivered".into(),
+                "consumer session was lost: the settle was not sent, and the messages will be redelivered".into(),
             ));
         };
         let request = ConsumeRequest {
@@ -168,7 +168,7 @@ impl Consumer {
         if session.tx.send(request).await.is_err() {
             self.session = None;
             return Err(Error::Unavailable(
-                "consumer session was lost; the messages will be redelivered".into(),
+                "consumer session was lost: the settle was not sent, and the messages will be redelivered".into(),
             ));
         }
         let timeout = self.client.options().request_timeout;
@@ -184,7 +184,7 @@ impl Consumer {
                 Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
                     self.session = None;
                     return Err(Error::Unavailable(
-                        "consumer session was lost before the settle was confirmed; the messages will be redelivered"
+                        "consumer session was lost before the settle was confirmed: it may or may not have been applied (if not, the messages will be redelivered)"
                             .into(),
                     ));
                 }
