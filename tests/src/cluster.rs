@@ -35,6 +35,8 @@ fn free_port() -> u16 {
 pub struct NodeProc {
     pub id: u64,
     pub addr: String,
+    /// Prometheus endpoint (`--metrics-listen`).
+    pub metrics_addr: String,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     child: Option<Child>,
@@ -97,6 +99,7 @@ impl Cluster {
                 NodeProc {
                     id,
                     addr: format!("127.0.0.1:{p}"),
+                    metrics_addr: format!("127.0.0.1:{}", free_port()),
                     log_path: root.path().join(format!("node{id}.log")),
                     data_dir,
                     child: None,
@@ -157,6 +160,8 @@ impl Cluster {
             .arg(&node.addr)
             .arg("--initial-cluster")
             .arg(&initial)
+            .arg("--metrics-listen")
+            .arg(&node.metrics_addr)
             .args(&extra)
             .env(
                 "RUST_LOG",

@@ -1,0 +1,111 @@
+//! Issue 7: a live node's /metrics moves with the work it does.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use raftq_proto::v1::QueueOptions;
+use raftq_tests::client::{self, payloads, publish_retrying, wait_leader};
+use raftq_tests::cluster::Cluster;
+use raftq_tests::consumer::drain;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Scrapes `/metrics` and parses `name{labels} value` lines.
+async fn scrape(addr: &str) -> BTreeMap<String, f64> {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: raftq\r\n\r\n")
+        .await
+        .expect("send request");
+    let mut body = String::new();
+    stream
+        .read_to_string(&mut body)
+        .await
+        .expect("read response");
+    assert!(
+        body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
+        "bad response: {body:.200}"
+    );
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_of_a_live_node_move_with_publish_and_consume() {
+    let cluster = Cluster::start(3).await;
+    let addrs: Vec<String> = cluster
+        .ids()
+        .into_iter()
+        .map(|id| cluster.addr(id))
+        .collect();
+    client::create_queue(&addrs[0], "m", QueueOptions::default())
+        .await
+        .expect("create");
+    let leader = wait_leader(&addrs, "m", Duration::from_secs(10)).await;
+    let metrics_addr = cluster.node(leader).metrics_addr.clone();
+    let before = scrape(&metrics_addr).await;
+
+    for b in 0..10u64 {
+        publish_retrying(
+            &addrs,
+            "m",
+            "p",
+            1 + b * 50,
+            payloads("m", b * 50..(b + 1) * 50),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("publish");
+    }
+    let mid = scrape(&metrics_addr).await;
+    let get = |m: &BTreeMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
+    assert_eq!(
+        get(&mid, "raftq_published_messages_total")
+            - get(&before, "raftq_published_messages_total"),
+        500.0
+    );
+    assert!(
+        get(&mid, "raftq_fsync_total") > get(&before, "raftq_fsync_total"),
+        "fsyncs counted"
+    );
+    assert!(
+        get(&mid, "raftq_publish_commit_seconds_count") >= 10.0,
+        "commit latency histogram filled"
+    );
+    assert_eq!(get(&mid, "raftq_queue_depth{queue=\"m\"}"), 500.0);
+    assert_eq!(get(&mid, "raftq_queue_is_leader{queue=\"m\"}"), 1.0);
+    assert_eq!(
+        get(&mid, "raftq_queue_leader_id{queue=\"m\"}"),
+        leader as f64
+    );
+    assert!(get(&mid, "raftq_groups_led") >= 1.0);
+
+    let drained = drain(&addrs, "m", 500, Duration::from_secs(30)).await;
+    assert_eq!(drained.acked.len(), 500);
+    let after = scrape(&metrics_addr).await;
+    assert_eq!(get(&after, "raftq_queue_depth{queue=\"m\"}"), 0.0);
+    assert!(
+        get(&after, "raftq_delivered_messages_total") >= 500.0,
+        "deliveries counted on the leader"
+    );
+    assert!(
+        get(&after, "raftq_settled_messages_total") >= 500.0,
+        "acks counted on the leader"
+    );
+
+    // A follower reports the same queue from its replica.
+    let follower = cluster
+        .ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("follower");
+    let f = scrape(&cluster.node(follower).metrics_addr).await;
+    assert_eq!(get(&f, "raftq_queue_is_leader{queue=\"m\"}"), 0.0);
+    assert_eq!(get(&f, "raftq_queue_leader_id{queue=\"m\"}"), leader as f64);
+}
