@@ -186,6 +186,26 @@ impl Cluster {
         node.stopped = false;
     }
 
+    /// SIGTERM (graceful shutdown), waiting up to `timeout` for the exit before
+    /// falling back to SIGKILL. Returns how long the node took to exit.
+    pub fn terminate(&mut self, id: u64, timeout: Duration) -> Duration {
+        let started = Instant::now();
+        let node = &mut self.nodes[(id - 1) as usize];
+        if let Some(mut child) = node.child.take() {
+            signal(child.id(), libc::SIGTERM);
+            while started.elapsed() < timeout {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return started.elapsed();
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            eprintln!("node {id} ignored SIGTERM for {timeout:?}: SIGKILL");
+            signal(child.id(), libc::SIGKILL);
+            let _ = child.wait();
+        }
+        started.elapsed()
+    }
+
     /// SIGSTOP: the process hangs with its sockets open (no FIN, no RST).
     pub fn pause(&mut self, id: u64) {
         let node = &mut self.nodes[(id - 1) as usize];

@@ -26,6 +26,10 @@ pub async fn run(node: Arc<Node>, group: Arc<Group>, queue: String) {
             _ = tokio::time::sleep(IDLE_CHECK) => {}
             _ = group.shared.dead_letters.notified() => {}
         }
+        if node.draining.load(Ordering::SeqCst) {
+            // Shutting down: propose nothing, so followers' leases can expire.
+            continue;
+        }
         let is_leader = group.is_leader();
         if !is_leader {
             if was_leader {

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod catalog;
 pub mod config;
+pub mod drain;
 pub mod duties;
 pub mod error;
 pub mod liveness;

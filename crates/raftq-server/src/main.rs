@@ -87,7 +87,13 @@ async fn main() -> ExitCode {
         }
     }
     tracing::info!(id = config.id, listen = %config.listen, advertise = %config.advertise, "raftqd started");
-    let served = raftq_server::server::serve(node.clone(), addr, shutdown_signal()).await;
+    let draining = node.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: handing off leadership");
+        raftq_server::drain::hand_off_leadership(&draining).await;
+    };
+    let served = raftq_server::server::serve(node.clone(), addr, shutdown).await;
     node.shutdown().await;
     match served {
         Ok(()) => {

@@ -1,7 +1,7 @@
 //! A raftqd node: its store, its Raft groups, and the shared peer plumbing.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -64,6 +64,8 @@ pub struct Node {
     pub liveness: Arc<Liveness>,
     pub sessions: Arc<Sessions>,
     pub metrics: Arc<NodeMetrics>,
+    /// Set on SIGTERM: this node proposes nothing more and hands off leadership.
+    pub draining: AtomicBool,
     raft_config: Arc<openraft::Config>,
     groups: RwLock<HashMap<GroupId, Arc<Group>>>,
 }
@@ -101,6 +103,7 @@ impl Node {
             liveness: Arc::new(Liveness::default()),
             sessions: Arc::new(Sessions::default()),
             metrics: Arc::new(NodeMetrics::default()),
+            draining: AtomicBool::new(false),
             raft_config,
             groups: RwLock::new(HashMap::new()),
             config,
@@ -284,8 +287,7 @@ impl Node {
         }
     }
 
-    /// Steps down from every group this node leads (graceful shutdown): triggers an
-    /// election on an up-to-date follower of each.
+    /// Stops every Raft group (after [`crate::drain::hand_off_leadership`]).
     pub async fn shutdown(&self) {
         for group in self.groups() {
             let _ = group.raft.shutdown().await;

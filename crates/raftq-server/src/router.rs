@@ -54,6 +54,12 @@ pub fn route(
     hops: u32,
 ) -> Result<Route, ApiError> {
     let route = match node.group(group) {
+        Some(_) if node.draining.load(std::sync::atomic::Ordering::SeqCst) => {
+            return Err(ApiError::unavailable(format!(
+                "node {} is shutting down and handing off leadership; retry",
+                node.id
+            )))
+        }
         Some(g) if g.is_leader() => return Ok(Route::Local(g)),
         Some(g) => match g.current_leader() {
             Some(leader) if leader != node.id => match g.member_addr(leader) {

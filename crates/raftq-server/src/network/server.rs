@@ -70,6 +70,23 @@ impl RaftPeer for PeerService {
         reply(&group.raft.install_snapshot(rpc).await)
     }
 
+    async fn campaign(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req = request.into_inner();
+        let group = self.group(&req)?;
+        let wait_ms: u64 = decode(&req)?;
+        tracing::info!(
+            group = req.group,
+            from = req.from,
+            wait_ms,
+            "asked to take over leadership"
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+            let _ = group.raft.trigger().elect().await;
+        });
+        reply(&())
+    }
+
     async fn read_index(
         &self,
         request: Request<RaftRequest>,
