@@ -164,6 +164,24 @@ received=$(field "$consumed" received)
 acked=$(field "$consumed" acked)
 requeued=$(field "$consumed" requeued)
 
+# What grpcurl does without proto files: list the services over server
+# reflection and resolve a method's request type from it.
+reflected=$(timeout 30 "$PY" - "${SERVERS%%,*}" <<'EOF' || echo "reflection failed"
+import sys, grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from google.protobuf.descriptor_pool import DescriptorPool
+with grpc.insecure_channel(sys.argv[1]) as ch:
+    db = ProtoReflectionDescriptorDatabase(ch)
+    services = set(db.get_services())
+    pool = DescriptorPool(db)
+    publish = pool.FindServiceByName("raftq.v1.QueueService").FindMethodByName("Publish")
+    need = {"raftq.v1.QueueService", "raftq.v1.AdminService", "grpc.health.v1.Health"}
+    missing = need - services
+    print("missing " + ",".join(sorted(missing)) if missing else publish.input_type.full_name)
+EOF
+)
+echo "reflection: $reflected"
+
 # The queue must be empty now (every message acked).
 depth=$(timeout 30 "$PY" - "$SERVERS" "$QUEUE" <<'EOF' || echo -1
 import os, sys, grpc
@@ -186,6 +204,7 @@ problems=()
 ((confirmed == COUNT && pfailed == 0)) || problems+=("producer confirmed $confirmed/$COUNT, failed $pfailed")
 ((received == COUNT && acked == COUNT)) || problems+=("consumer received $received, acked $acked of $COUNT")
 ((depth == 0)) || problems+=("queue depth after consuming: $depth")
+[[ "$reflected" == raftq.v1.PublishRequest ]] || problems+=("server reflection: $reflected")
 ((${#problems[@]} == 0)) || fail "$(IFS=';'; echo "${problems[*]}")"
 FAILED=0
 echo "python example: PASS ($COUNT published idempotently, $received consumed and acked," \

@@ -1,89 +1,60 @@
-//! Starting, faulting and cleaning up a cluster of real `raftqd` processes.
+//! A cluster of real `raftqd` processes on 127.0.0.1: start, faults by pid,
+//! readiness, cleanup that also runs when a test panics, and the RPC-level
+//! helpers (leader, create, publish, consume, catch-up) every cluster test needs.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Path of the `raftqd` binary: `RAFTQD_BIN`, else the newest of the workspace's
-/// debug and release builds. Tests do not build it: `scripts/test.sh` does.
-pub fn raftqd_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("RAFTQD_BIN") {
-        return PathBuf::from(p);
-    }
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
-    let candidates = [target.join("debug/raftqd"), target.join("release/raftqd")];
-    candidates
-        .iter()
-        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p.clone())))
-        .max()
-        .map(|(_, p)| p)
-        .unwrap_or_else(|| {
-            panic!("raftqd is not built: run `cargo build --bins` (scripts/test.sh does) or set RAFTQD_BIN")
-        })
-}
+use bytes::Bytes;
+use raftq_proto::v1::admin_service_client::AdminServiceClient;
+use raftq_proto::v1::queue_service_client::QueueServiceClient;
+use raftq_proto::v1::{QueueInfo, QueueOptions, StoredMessage};
+use tonic::transport::Channel;
+use tonic::Code;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port on 127.0.0.1")
-}
+use crate::client;
+use crate::consumer::{drain, Drained};
+use crate::node::{raftqd_bin, NodeProc};
+use crate::ports::free_port;
+use crate::publish::Producer;
 
-pub struct NodeProc {
-    pub id: u64,
-    pub addr: String,
-    /// Prometheus endpoint (`--metrics-listen`).
-    pub metrics_addr: String,
-    pub data_dir: PathBuf,
-    pub log_path: PathBuf,
-    child: Option<Child>,
-    stopped: bool,
-}
+/// How long helpers wait for an election before giving up: generous, because
+/// two test clusters may share two cores, but bounded.
+pub const ELECTION_WAIT: Duration = Duration::from_secs(15);
 
-impl NodeProc {
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
-    }
-}
-
-pub struct Cluster {
-    pub nodes: Vec<NodeProc>,
-    initial_cluster: String,
+/// Extra flags and logging for a cluster; `Cluster::start(n)` is the default.
+pub struct ClusterBuilder {
+    n: usize,
     extra_args: Vec<String>,
-    _root: tempfile::TempDir,
+    log_filter: Option<String>,
 }
 
-/// Signals one of our own children by pid (never by name).
-fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
-    if rc != 0 {
-        eprintln!(
-            "kill({pid}, {sig}) failed: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
-impl Cluster {
-    /// Starts `n` nodes and waits until the metadata group has a leader.
-    pub async fn start(n: usize) -> Cluster {
-        Self::start_with(n, &[]).await
+impl ClusterBuilder {
+    /// A flag passed to every node, on every start (e.g. `--snapshot-every`).
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.extra_args.push(arg.into());
+        self
     }
 
-    pub async fn start_with(n: usize, extra_args: &[&str]) -> Cluster {
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.extra_args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// `RUST_LOG` for the nodes, for tests that look for a log line. Otherwise
+    /// `RAFTQ_TEST_LOG` if set, else the server's own default.
+    pub fn log_filter(mut self, filter: impl Into<String>) -> Self {
+        self.log_filter = Some(filter.into());
+        self
+    }
+
+    /// Starts every node and waits until the metadata group has a leader.
+    pub async fn start(self) -> Cluster {
         let root = tempfile::Builder::new()
             .prefix("raftq-test-")
             .tempdir()
             .expect("temp dir for the cluster");
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..self.n).map(|_| free_port()).collect();
         let initial_cluster = ports
             .iter()
             .enumerate()
@@ -95,146 +66,169 @@ impl Cluster {
             .enumerate()
             .map(|(i, p)| {
                 let id = i as u64 + 1;
-                let data_dir = root.path().join(format!("node{id}"));
-                NodeProc {
+                NodeProc::new(
                     id,
-                    addr: format!("127.0.0.1:{p}"),
-                    metrics_addr: format!("127.0.0.1:{}", free_port()),
-                    log_path: root.path().join(format!("node{id}.log")),
-                    data_dir,
-                    child: None,
-                    stopped: false,
-                }
+                    format!("127.0.0.1:{p}"),
+                    format!("127.0.0.1:{}", free_port()),
+                    root.path().join(format!("node{id}")),
+                )
             })
             .collect();
         let mut cluster = Cluster {
             nodes,
+            bin: raftqd_bin(),
             initial_cluster,
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            _root: root,
+            extra_args: self.extra_args,
+            log_filter: self
+                .log_filter
+                .or_else(|| std::env::var("RAFTQ_TEST_LOG").ok()),
+            root: Some(root),
         };
-        for id in 1..=n as u64 {
+        for id in cluster.ids() {
             cluster.spawn(id);
         }
         cluster.wait_ready(Duration::from_secs(30)).await;
         cluster
     }
+}
+
+pub struct Cluster {
+    pub nodes: Vec<NodeProc>,
+    bin: PathBuf,
+    initial_cluster: String,
+    extra_args: Vec<String>,
+    log_filter: Option<String>,
+    root: Option<tempfile::TempDir>,
+}
+
+impl Cluster {
+    pub fn builder(n: usize) -> ClusterBuilder {
+        ClusterBuilder {
+            n,
+            extra_args: Vec::new(),
+            log_filter: None,
+        }
+    }
+
+    /// Starts `n` nodes and waits until the metadata group has a leader.
+    pub async fn start(n: usize) -> Cluster {
+        Self::builder(n).start().await
+    }
+
+    /// Like `start`, with extra flags for every node.
+    pub async fn start_with(n: usize, extra_args: &[&str]) -> Cluster {
+        Self::builder(n)
+            .args(extra_args.iter().copied())
+            .start()
+            .await
+    }
 
     pub fn node(&self, id: u64) -> &NodeProc {
-        &self.nodes[(id - 1) as usize]
+        self.nodes
+            .get((id as usize).wrapping_sub(1))
+            .unwrap_or_else(|| panic!("no node {id} in a {}-node cluster", self.nodes.len()))
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut NodeProc {
+        let n = self.nodes.len();
+        self.nodes
+            .get_mut((id as usize).wrapping_sub(1))
+            .unwrap_or_else(|| panic!("no node {id} in a {n}-node cluster"))
     }
 
     pub fn addr(&self, id: u64) -> String {
         self.node(id).addr.clone()
     }
 
+    pub fn addrs(&self, ids: &[u64]) -> Vec<String> {
+        ids.iter().map(|id| self.addr(*id)).collect()
+    }
+
     pub fn ids(&self) -> Vec<u64> {
         self.nodes.iter().map(|n| n.id).collect()
     }
 
+    /// Nodes whose process runs and is not stopped.
     pub fn running_ids(&self) -> Vec<u64> {
         self.nodes
             .iter()
-            .filter(|n| n.is_running() && !n.stopped)
+            .filter(|n| n.is_live())
             .map(|n| n.id)
             .collect()
     }
 
+    /// Every node but `excluded`.
+    pub fn others(&self, excluded: &[u64]) -> Vec<u64> {
+        self.ids()
+            .into_iter()
+            .filter(|id| !excluded.contains(id))
+            .collect()
+    }
+
     fn spawn(&mut self, id: u64) {
-        let bin = raftqd_bin();
-        let initial = self.initial_cluster.clone();
-        let extra = self.extra_args.clone();
-        let node = &mut self.nodes[(id - 1) as usize];
-        assert!(node.child.is_none(), "node {id} is already running");
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&node.log_path)
-            .expect("open node log");
-        let child = Command::new(&bin)
-            .arg("--id")
-            .arg(id.to_string())
-            .arg("--data-dir")
-            .arg(&node.data_dir)
-            .arg("--listen")
-            .arg(&node.addr)
-            .arg("--initial-cluster")
-            .arg(&initial)
-            .arg("--metrics-listen")
-            .arg(&node.metrics_addr)
-            .args(&extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("RAFTQ_TEST_LOG").unwrap_or_else(|_| "info,openraft=error".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        node.child = Some(child);
-        node.stopped = false;
+        let bin = self.bin.clone();
+        let filter = self.log_filter.clone();
+        let node = self.node(id);
+        let mut args = vec![
+            "--id".to_string(),
+            id.to_string(),
+            "--data-dir".into(),
+            node.data_dir.display().to_string(),
+            "--listen".into(),
+            node.addr.clone(),
+            "--initial-cluster".into(),
+            self.initial_cluster.clone(),
+            "--metrics-listen".into(),
+            node.metrics_addr.clone(),
+        ];
+        args.extend(self.extra_args.iter().cloned());
+        self.node_mut(id).spawn(&bin, &args, filter.as_deref());
     }
 
     /// SIGKILL: the process dies at once, its disk state stays.
     pub fn kill(&mut self, id: u64) {
-        let node = &mut self.nodes[(id - 1) as usize];
-        if let Some(mut child) = node.child.take() {
-            signal(child.id(), libc::SIGKILL);
-            let _ = child.wait();
-        }
-        node.stopped = false;
+        self.node_mut(id).kill();
     }
 
-    /// SIGTERM (graceful shutdown), waiting up to `timeout` for the exit before
-    /// falling back to SIGKILL. Returns how long the node took to exit.
+    /// SIGKILL several nodes at the same instant, then reap them.
+    pub fn kill_many(&mut self, ids: &[u64]) {
+        for id in ids {
+            self.node_mut(*id).send_kill();
+        }
+        for id in ids {
+            self.node_mut(*id).reap();
+        }
+    }
+
+    /// SIGTERM (graceful shutdown), SIGKILL after `timeout`. Returns the time the
+    /// node took to exit.
     pub fn terminate(&mut self, id: u64, timeout: Duration) -> Duration {
-        let started = Instant::now();
-        let node = &mut self.nodes[(id - 1) as usize];
-        if let Some(mut child) = node.child.take() {
-            signal(child.id(), libc::SIGTERM);
-            while started.elapsed() < timeout {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return started.elapsed();
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            eprintln!("node {id} ignored SIGTERM for {timeout:?}: SIGKILL");
-            signal(child.id(), libc::SIGKILL);
-            let _ = child.wait();
-        }
-        started.elapsed()
+        self.node_mut(id).terminate(timeout)
     }
 
-    /// SIGSTOP: the process hangs with its sockets open (no FIN, no RST).
-    pub fn pause(&mut self, id: u64) {
-        let node = &mut self.nodes[(id - 1) as usize];
-        if let Some(pid) = node.pid() {
-            signal(pid, libc::SIGSTOP);
-            node.stopped = true;
-        }
+    /// SIGSTOP: the node hangs with its sockets open.
+    pub fn stop(&mut self, id: u64) {
+        self.node_mut(id).stop();
     }
 
-    pub fn resume(&mut self, id: u64) {
-        let node = &mut self.nodes[(id - 1) as usize];
-        if let Some(pid) = node.pid() {
-            signal(pid, libc::SIGCONT);
-            node.stopped = false;
-        }
+    /// SIGCONT a stopped node.
+    pub fn cont(&mut self, id: u64) {
+        self.node_mut(id).cont();
     }
 
-    /// Starts a killed node again on the same data dir and port.
+    /// Starts a node again on the same data dir and port (SIGKILLing it first if
+    /// it still runs).
     pub fn restart(&mut self, id: u64) {
         self.kill(id);
         self.spawn(id);
     }
 
+    /// SIGKILLs every node; all are dead before this returns.
     pub fn kill_all(&mut self) {
-        for id in self.ids() {
-            self.kill(id);
-        }
+        self.kill_many(&self.ids());
     }
 
+    /// Starts every node that is not running.
     pub fn start_all(&mut self) {
         for id in self.ids() {
             if !self.node(id).is_running() {
@@ -243,60 +237,215 @@ impl Cluster {
         }
     }
 
-    /// Waits until some running node reports a metadata leader.
+    /// Waits until some live node reports a metadata leader.
     pub async fn wait_ready(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
+        let mut last_error = String::from("no live node");
         loop {
             for id in self.running_ids() {
-                if let Ok(status) = crate::client::cluster_status(&self.addr(id)).await {
-                    if status.metadata_leader != 0 {
-                        return;
-                    }
+                match client::cluster_status(&self.addr(id)).await {
+                    Ok(s) if s.metadata_leader != 0 => return,
+                    Ok(_) => last_error = format!("node {id}: no metadata leader yet"),
+                    Err(e) => last_error = format!("node {id}: {e}"),
                 }
             }
-            if Instant::now() > deadline {
-                self.dump_logs();
-                panic!("cluster not ready after {timeout:?}");
-            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster not ready after {timeout:?} (last: {last_error})"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    pub async fn admin(&self, id: u64) -> AdminServiceClient<Channel> {
+        client::admin(&self.addr(id))
+            .await
+            .unwrap_or_else(|e| panic!("admin client for node {id}: {e}"))
+    }
+
+    pub async fn queue(&self, id: u64) -> QueueServiceClient<Channel> {
+        client::queue(&self.addr(id))
+            .await
+            .unwrap_or_else(|e| panic!("queue client for node {id}: {e}"))
+    }
+
+    /// GetQueue answered by node `id` from its own replica.
+    pub async fn queue_info(&self, id: u64, queue: &str) -> Result<QueueInfo, tonic::Status> {
+        client::get_queue(&self.addr(id), queue).await
+    }
+
+    /// The queue's leader as some live node reports it, waiting (bounded) while
+    /// there is none. The leader reported must itself be live.
+    pub async fn leader_of(&self, queue: &str) -> u64 {
+        self.wait_leader_except(queue, &[], ELECTION_WAIT).await.0
+    }
+
+    /// Waits until a live node reports a live leader for `queue` that is not in
+    /// `not`; returns it and how long that took.
+    pub async fn wait_leader_except(
+        &self,
+        queue: &str,
+        not: &[u64],
+        timeout: Duration,
+    ) -> (u64, Duration) {
+        let started = Instant::now();
+        let mut seen = Vec::new();
+        loop {
+            let live = self.running_ids();
+            for id in &live {
+                if let Ok(info) = self.queue_info(*id, queue).await {
+                    let l = info.leader_id;
+                    if l != 0 && !not.contains(&l) && live.contains(&l) {
+                        return (l, started.elapsed());
+                    }
+                    seen.push((*id, l));
+                }
+            }
+            if started.elapsed() > timeout {
+                seen.dedup();
+                panic!(
+                    "queue {queue}: no live leader other than {not:?} after {timeout:?}; \
+                     (node, leader it reported): {:?}",
+                    &seen[seen.len().saturating_sub(10)..]
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Creates a queue through a live node and waits until it has a leader.
+    /// Retries while the metadata group elects; a retry answered ALREADY_EXISTS
+    /// after an earlier attempt may have gone through counts as success.
+    pub async fn create_queue(&self, name: &str, options: QueueOptions) -> QueueInfo {
+        let deadline = Instant::now() + ELECTION_WAIT;
+        let mut retried = false;
+        loop {
+            let live = self.running_ids();
+            let via = *live
+                .first()
+                .expect("no live node to create a queue through");
+            match client::create_queue(&self.addr(via), name, options.clone()).await {
+                Ok(_) => break,
+                Err(s) if retried && s.code() == Code::AlreadyExists => break,
+                Err(s) if client::retryable(&s) && Instant::now() < deadline => {
+                    retried = true;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(s) => panic!("create queue {name}: {s}"),
+            }
+        }
+        let leader = self.leader_of(name).await;
+        self.queue_info(leader, name)
+            .await
+            .unwrap_or_else(|e| panic!("GetQueue {name} on its leader {leader}: {e}"))
+    }
+
+    /// Publishes `messages` through node `via` only, in batches of 100, each
+    /// retried with the same idempotent (producer, sequence) until confirmed, so
+    /// a retry never stores a message twice. Returns (offset, payload) of every
+    /// confirmed message, in publish order; panics (with the last error) when a
+    /// batch is not confirmed within 30 s.
+    pub async fn publish_all(
+        &self,
+        via: u64,
+        queue: &str,
+        messages: &[Bytes],
+    ) -> Vec<(u64, Bytes)> {
+        let mut producer = Producer::new("publish-all");
+        producer.publish_all(&self.addr(via), queue, messages).await
+    }
+
+    /// Consumes from `queue` (through `via` first, then the other live nodes when
+    /// a session ends), acking everything, until `expected` messages are acked and
+    /// no more arrive, or `timeout`.
+    pub async fn consume_all(
+        &self,
+        via: u64,
+        queue: &str,
+        expected: usize,
+        timeout: Duration,
+    ) -> Drained {
+        let mut order = vec![via];
+        order.extend(self.running_ids().into_iter().filter(|id| *id != via));
+        drain(&self.addrs(&order), queue, expected, timeout).await
+    }
+
+    /// Waits until node `id`'s own replica of `queue` has applied at least as far
+    /// as the leader's. Returns how long it took.
+    pub async fn wait_caught_up(&self, id: u64, queue: &str, timeout: Duration) -> Duration {
+        let started = Instant::now();
+        loop {
+            let leader = self.leader_of(queue).await;
+            let target = self.queue_info(leader, queue).await;
+            let mine = self.queue_info(id, queue).await;
+            let last = match (target, mine) {
+                (Ok(t), Ok(m)) if m.answered_by == id && m.applied_index >= t.applied_index => {
+                    return started.elapsed()
+                }
+                (t, m) => format!(
+                    "leader {leader} applied {:?}, node {id} applied {:?}",
+                    t.map(|i| i.applied_index),
+                    m.map(|i| i.applied_index)
+                ),
+            };
+            assert!(
+                started.elapsed() < timeout,
+                "node {id} did not catch up on {queue} within {timeout:?}: {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every message node `id` stores for `queue`, read STALE_OK from its own
+    /// replica, page by page.
+    pub async fn read_all_stale(&self, id: u64, queue: &str) -> Vec<StoredMessage> {
+        let mut out: Vec<StoredMessage> = Vec::new();
+        // Bounded: 1,000 pages of 1,000 is far beyond any test's queue.
+        for _ in 0..1_000 {
+            let from = out.last().map(|m| m.offset + 1).unwrap_or(0);
+            let page = client::read_stale(&self.addr(id), queue, from, 1_000)
+                .await
+                .unwrap_or_else(|e| panic!("STALE_OK read of {queue} on node {id}: {e}"));
+            assert_eq!(page.node_id, id, "node {id} answered from its own replica");
+            if page.messages.is_empty() {
+                return out;
+            }
+            out.extend(page.messages);
+        }
+        panic!("read_all_stale: {queue} on node {id} has more than 1,000 pages");
     }
 
     /// Prints the end of every node's log (used when a test fails).
     pub fn dump_logs(&self) {
         for node in &self.nodes {
             eprintln!(
-                "----- node {} log ({}) -----",
+                "----- node {} log, last 8 KiB ({}) -----\n{}",
                 node.id,
-                node.log_path.display()
+                node.log_path.display(),
+                node.log_tail(8 << 10)
             );
-            eprintln!("{}", tail(&node.log_path, 6000));
         }
     }
 }
 
-fn tail(path: &Path, bytes: u64) -> String {
-    let Ok(mut f) = File::open(path) else {
-        return "(no log)".into();
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(bytes)));
-    let mut s = String::new();
-    let _ = f.read_to_string(&mut s);
-    s
-}
-
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        let failed = std::thread::panicking();
+        if failed {
             self.dump_logs();
         }
-        for node in &mut self.nodes {
-            if let Some(mut child) = node.child.take() {
-                // A stopped process cannot die until continued.
-                signal(child.id(), libc::SIGCONT);
-                signal(child.id(), libc::SIGKILL);
-                let _ = child.wait();
+        // Kill everything first, then reap: a stopped node gets SIGCONT in
+        // send_kill, so nothing can be left hanging.
+        let ids = self.ids();
+        self.kill_many(&ids);
+        if let Some(root) = self.root.take() {
+            if std::env::var_os("RAFTQ_TEST_KEEP").is_some() {
+                eprintln!(
+                    "RAFTQ_TEST_KEEP: cluster data kept in {}",
+                    root.keep().display()
+                );
+            } else if failed {
+                eprintln!("(set RAFTQ_TEST_KEEP=1 to keep the data dirs and full logs)");
             }
         }
     }

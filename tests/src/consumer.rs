@@ -1,7 +1,7 @@
 //! A consumer session over the raw bidi stream, and a drain loop that survives
 //! failovers by resubscribing.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use raftq_proto::v1::{
@@ -115,6 +115,22 @@ pub struct Drained {
     pub deliveries: Vec<Delivery>,
 }
 
+impl Drained {
+    /// (offset, payload) of every acked message.
+    pub fn acked_set(&self) -> BTreeSet<(u64, Vec<u8>)> {
+        self.acked.iter().map(|(o, p)| (*o, p.clone())).collect()
+    }
+
+    /// Deliveries whose (offset, payload) is not in `expected`: a message nobody
+    /// confirmed, or one served at the wrong offset.
+    pub fn unexpected<'a>(&'a self, expected: &'a BTreeSet<(u64, Vec<u8>)>) -> Vec<&'a Delivery> {
+        self.deliveries
+            .iter()
+            .filter(|d| !expected.contains(&(d.offset, d.payload.to_vec())))
+            .collect()
+    }
+}
+
 /// Consumes and acks until `expect` messages are acked (resubscribing across
 /// failovers through any of `addrs`), then waits `settle_idle` more to catch any
 /// unexpected extra delivery.
@@ -130,6 +146,10 @@ pub async fn drain(addrs: &[String], queue: &str, expect: usize, timeout: Durati
             continue;
         };
         loop {
+            // Also bounds a session that never goes idle (endless redelivery).
+            if Instant::now() >= deadline {
+                break 'sessions;
+            }
             let idle = if out.acked.len() >= expect {
                 Duration::from_millis(700)
             } else {

@@ -5,3 +5,6 @@
 pub mod client;
 pub mod cluster;
 pub mod consumer;
+pub mod node;
+pub mod ports;
+pub mod publish;

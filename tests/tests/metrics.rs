@@ -79,6 +79,11 @@ async fn metrics_of_a_live_node_move_with_publish_and_consume() {
         "commit latency histogram filled"
     );
     assert_eq!(get(&mid, "raftq_queue_depth{queue=\"m\"}"), 500.0);
+    assert_eq!(
+        get(&mid, "raftq_queue_published_total{queue=\"m\"}"),
+        500.0,
+        "per-queue publish counter (the source of the publish rate)"
+    );
     assert_eq!(get(&mid, "raftq_queue_is_leader{queue=\"m\"}"), 1.0);
     assert_eq!(
         get(&mid, "raftq_queue_leader_id{queue=\"m\"}"),
@@ -98,6 +103,17 @@ async fn metrics_of_a_live_node_move_with_publish_and_consume() {
         get(&after, "raftq_settled_messages_total") >= 500.0,
         "acks counted on the leader"
     );
+    // Per-queue rates: the consumer may have been served by any node (sessions
+    // live on the leader), so sum over nodes.
+    let mut delivered = 0.0;
+    let mut acked = 0.0;
+    for id in cluster.ids() {
+        let m = scrape(&cluster.node(id).metrics_addr).await;
+        delivered += get(&m, "raftq_queue_delivered_total{queue=\"m\"}");
+        acked += get(&m, "raftq_queue_acked_total{queue=\"m\"}");
+    }
+    assert!(delivered >= 500.0, "per-queue deliveries: {delivered}");
+    assert_eq!(acked, 500.0, "per-queue acks");
 
     // A follower reports the same queue from its replica.
     let follower = cluster
@@ -108,4 +124,50 @@ async fn metrics_of_a_live_node_move_with_publish_and_consume() {
     let f = scrape(&cluster.node(follower).metrics_addr).await;
     assert_eq!(get(&f, "raftq_queue_is_leader{queue=\"m\"}"), 0.0);
     assert_eq!(get(&f, "raftq_queue_leader_id{queue=\"m\"}"), leader as f64);
+}
+
+/// Every metric the Grafana dashboard plots is one a node really exports, so
+/// the dashboard cannot silently rot when a metric is renamed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_dashboard_plots_only_exported_metrics() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/grafana/raftq-dashboard.json"
+    );
+    let dashboard = std::fs::read_to_string(path).expect("dashboard file");
+    let mut wanted: Vec<String> = Vec::new();
+    let mut rest = dashboard.as_str();
+    while let Some(i) = rest.find("raftq_") {
+        let name: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[i + name.len()..];
+        if !wanted.contains(&name) {
+            wanted.push(name);
+        }
+    }
+    assert!(wanted.len() > 10, "dashboard metrics found: {wanted:?}");
+
+    let cluster = Cluster::start(3).await;
+    let addrs: Vec<String> = cluster
+        .ids()
+        .into_iter()
+        .map(|id| cluster.addr(id))
+        .collect();
+    client::create_queue(&addrs[0], "g", QueueOptions::default())
+        .await
+        .expect("create");
+    let leader = wait_leader(&addrs, "g", Duration::from_secs(10)).await;
+    let exported: Vec<String> = scrape(&cluster.node(leader).metrics_addr)
+        .await
+        .into_keys()
+        .map(|k| k.split('{').next().unwrap_or_default().to_string())
+        .collect();
+    for name in wanted.iter().filter(|n| *n != "raftq_") {
+        assert!(
+            exported.iter().any(|e| e == name),
+            "dashboard plots {name}, which no node exports"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 mod cmd;
 mod duration;
 mod ha;
+mod output;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -21,10 +22,11 @@ pub struct Cli {
         default_value = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
     )]
     servers: String,
-    /// Machine-readable output (JSON).
+    /// Machine-readable output: JSON, one object per line.
     #[arg(long, global = true)]
     json: bool,
-    /// How long to keep retrying while the cluster fails over, e.g. 30s.
+    /// How long to keep retrying while the cluster fails over or elects a
+    /// leader (e.g. 30s, 500ms).
     #[arg(long, global = true, default_value = "30s", value_parser = duration::parse)]
     timeout: Duration,
     #[command(subcommand)]
@@ -40,44 +42,44 @@ enum Command {
     Publish(cmd::publish::PublishArgs),
     /// Consume messages, acking each after printing it.
     Consume(cmd::consume::ConsumeArgs),
-    /// Read messages by offset without consuming them (from the first server).
+    /// Read messages by offset without consuming them (from the first server only).
     Read(cmd::read::ReadArgs),
     /// Cluster-wide views.
     #[command(subcommand)]
-    Cluster(cmd::status::ClusterCommand),
-    /// Benchmarks: publish (W1/W2) and e2e (W3).
+    Cluster(cmd::cluster::ClusterCommand),
+    /// Benchmarks: confirmed publish, and publish-to-delivery.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
 }
 
-async fn connect(cli: &Cli) -> Result<Client, raftq_client::Error> {
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let options = ClientOptions {
         retry_deadline: cli.timeout,
+        // One attempt never outlasts the whole budget.
+        request_timeout: ClientOptions::default().request_timeout.min(cli.timeout),
         ..Default::default()
     };
-    Client::connect_with(cli.servers.split(','), options).await
-}
-
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = connect(&cli).await?;
+    let client = Client::connect_with([cli.servers.as_str()], options).await?;
     match &cli.command {
         Command::Queue(c) => cmd::queue::run(&client, c, cli.json).await,
         Command::Publish(a) => cmd::publish::run(&client, a, cli.json).await,
         Command::Consume(a) => cmd::consume::run(&client, a, cli.json).await,
         Command::Read(a) => cmd::read::run(&client, a, cli.json).await,
-        Command::Cluster(c) => cmd::status::run(&client, c, cli.json).await,
+        Command::Cluster(c) => cmd::cluster::run(&client, c, cli.json).await,
         Command::Bench(c) => cmd::bench::run(&client, c, cli.json).await,
     }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    output::quiet_panics();
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        // `raftq consume | head`: the reader left, nothing to report.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line for a person: no backtrace, no debug dump.
-            eprintln!("error: {e}");
+            eprintln!("error: {}", output::one_line(&e));
             ExitCode::FAILURE
         }
     }

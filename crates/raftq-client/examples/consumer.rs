@@ -14,15 +14,12 @@ use raftq_client::{Client, Delivery, Error};
 /// Stand-in for real work: refuses payloads that are not UTF-8.
 fn process(delivery: &Delivery) -> Result<(), String> {
     let text = std::str::from_utf8(&delivery.payload).map_err(|e| e.to_string())?;
-    println!(
-        "offset {:>6}: {text}{}",
-        delivery.offset,
-        if delivery.redelivered {
-            " (redelivered)"
-        } else {
-            ""
-        }
-    );
+    let again = if delivery.redelivered {
+        " (redelivered)"
+    } else {
+        ""
+    };
+    println!("offset {:>6}: {text}{again}", delivery.offset);
     Ok(())
 }
 
@@ -34,14 +31,16 @@ async fn main() -> Result<(), Error> {
     let client = Client::connect(servers.split(',')).await?;
     let mut consumer = client.consumer(&queue, 100).await?;
     while let Some(delivery) = consumer.next_timeout(Duration::from_secs(5)).await? {
-        match process(&delivery) {
-            Ok(()) => {
-                consumer.ack(vec![delivery.offset]).await?;
-            }
+        let settled = match process(&delivery) {
+            Ok(()) => consumer.ack(delivery.offset).await?,
             Err(reason) => {
                 eprintln!("offset {} failed ({reason}); requeueing", delivery.offset);
-                consumer.nack(vec![delivery.offset], true).await?;
+                consumer.nack(delivery.offset, true).await?
             }
+        };
+        if !settled.is_settled() {
+            // The session ended before the ack: the cluster took the message back.
+            eprintln!("offset {} will be delivered again", delivery.offset);
         }
     }
     Ok(())

@@ -1,12 +1,13 @@
-//! Publishes N messages to a queue with an idempotent producer: a retry after a
-//! failover never stores a message twice, and the producer retries by itself.
+//! Publishes N messages to a queue with an idempotent, pipelined producer: a
+//! retry after a failover never stores a message twice, and the producer
+//! retries by itself (kill the leader while it runs to see).
 //!
-//!     cargo run -p raftq-client --example producer -- orders 1000
+//!     cargo run -p raftq-client --example producer -- orders 10000
 //!
 //! Servers come from RAFTQ_SERVERS (default: a local 3-node cluster).
 
-use bytes::Bytes;
-use raftq_client::{Client, Error, QueueOptions};
+use futures::stream::{FuturesUnordered, StreamExt};
+use raftq_client::{message_with_headers, Client, Error, QueueOptions};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -21,21 +22,25 @@ async fn main() -> Result<(), Error> {
         Ok(_) | Err(Error::AlreadyExists(_)) => {}
         Err(e) => return Err(e),
     }
-    let mut producer = client.producer(&queue);
-    let mut sent = 0;
-    while sent < count {
-        let batch: Vec<Bytes> = (sent..count.min(sent + 100))
-            .map(|i| Bytes::from(format!("order #{i}")))
-            .collect();
-        let n = batch.len() as u64;
-        // Returns once the batch is fsynced on a majority and committed.
-        let offsets = producer.send_batch(batch).await?;
-        sent += n;
-        println!(
-            "confirmed {n} messages at offsets {:?}..={:?}",
-            offsets.first(),
-            offsets.last()
-        );
+    let producer = client.producer(&queue);
+    // Keep up to 1000 messages unconfirmed: the producer batches them and keeps
+    // several batches in flight, in order.
+    let mut confirms = FuturesUnordered::new();
+    let (mut sent, mut confirmed) = (0u64, 0u64);
+    while confirmed < count {
+        while sent < count && confirms.len() < 1000 {
+            let message = message_with_headers(format!("order #{sent}"), [("source", "example")]);
+            confirms.push(producer.send(message));
+            sent += 1;
+        }
+        if let Some(result) = confirms.next().await {
+            // Confirmed = fsynced on a majority of the queue's replicas.
+            let offset = result?;
+            confirmed += 1;
+            if confirmed % 1000 == 0 || confirmed == count {
+                println!("{confirmed} confirmed (latest offset {offset})");
+            }
+        }
     }
     Ok(())
 }

@@ -38,13 +38,13 @@ pub struct Args {
     /// Log format: text or json. Filter with RUST_LOG. [default: text]
     #[arg(long, env = "RAFTQ_LOG_FORMAT")]
     pub log_format: Option<String>,
-    /// Raft heartbeat interval in ms. [default: 100]
+    /// Raft heartbeat interval in ms; also openraft's AppendEntries timeout. [default: 50]
     #[arg(long, env = "RAFTQ_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
-    /// Minimum election timeout in ms. [default: 600]
+    /// Minimum election timeout in ms. [default: 150]
     #[arg(long, env = "RAFTQ_ELECTION_TIMEOUT_MIN_MS")]
     pub election_timeout_min_ms: Option<u64>,
-    /// Maximum election timeout in ms. [default: 1200]
+    /// Maximum election timeout in ms; also the leader lease. [default: 300]
     #[arg(long, env = "RAFTQ_ELECTION_TIMEOUT_MAX_MS")]
     pub election_timeout_max_ms: Option<u64>,
     /// Build a snapshot of a group after this many log entries. [default: 20000]
@@ -83,6 +83,16 @@ pub enum LogFormat {
 }
 
 /// The resolved configuration of a node.
+// Failover time is bounded below by the leader lease (openraft 0.9: a
+// follower grants no vote until election_timeout_max has passed since it last
+// heard from the leader, and starts an election of its own only after lease +
+// election timeout). 300 ms keeps a SIGKILL or SIGSTOP of a leader under a
+// second; heartbeats every 50 ms leave six chances to renew the lease, and are
+// cheap because each node sends them for the groups it leads only.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 50;
+pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 150;
+pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 300;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub id: u64,
@@ -204,15 +214,18 @@ impl Config {
             initial_cluster,
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
             log_format,
-            heartbeat_ms: args.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(100),
+            heartbeat_ms: args
+                .heartbeat_ms
+                .or(file.heartbeat_ms)
+                .unwrap_or(DEFAULT_HEARTBEAT_MS),
             election_timeout_min_ms: args
                 .election_timeout_min_ms
                 .or(file.election_timeout_min_ms)
-                .unwrap_or(600),
+                .unwrap_or(DEFAULT_ELECTION_TIMEOUT_MIN_MS),
             election_timeout_max_ms: args
                 .election_timeout_max_ms
                 .or(file.election_timeout_max_ms)
-                .unwrap_or(1200),
+                .unwrap_or(DEFAULT_ELECTION_TIMEOUT_MAX_MS),
             snapshot_every: args
                 .snapshot_every
                 .or(file.snapshot_every)
@@ -242,7 +255,13 @@ impl Config {
             heartbeat_interval: self.heartbeat_ms,
             election_timeout_min: self.election_timeout_min_ms,
             election_timeout_max: self.election_timeout_max_ms,
-            max_payload_entries: 1000,
+            // openraft times each AppendEntries out after one heartbeat
+            // interval: a message must fit in it even on a loaded machine, or a
+            // follower that fell behind (a restart) never catches up. An entry
+            // is a whole client batch (up to hundreds of messages), so sixteen
+            // per request still move hundreds of thousands of messages a
+            // second.
+            max_payload_entries: 16,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
             max_in_snapshot_log_to_keep: self.snapshot_keep_logs,
             install_snapshot_timeout: 2000,

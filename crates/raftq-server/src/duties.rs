@@ -15,15 +15,56 @@ use crate::node::{now_ms, Group, Node};
 use crate::raft::state_machine::GroupState;
 use crate::raft::types::{GroupCommand, GroupResponse};
 
+/// Retry pace of a leader's pending work (consumer reset, dead letters).
 const IDLE_CHECK: Duration = Duration::from_millis(100);
+/// A leader with nothing due still looks once in a while.
+const MAX_IDLE: Duration = Duration::from_secs(1);
+
+/// How long the loop may sleep when no event comes. Followers only react to
+/// events (metrics changes: a new term or leader). A leader wakes for its next
+/// TTL / ack deadline, and soon while work is pending. Waking every group on a
+/// fixed short period would make 1,000 idle queues cost a good part of a core.
+fn idle_wait(group: &Group, was_leader: bool) -> Option<Duration> {
+    if !was_leader {
+        return None;
+    }
+    if group.consumers_ready_term.load(Ordering::SeqCst) != group.current_term() {
+        return Some(IDLE_CHECK);
+    }
+    let applied = group.shared.read();
+    match &applied.state {
+        GroupState::Work(q) => {
+            if q.pending_dead_letters().next().is_some() {
+                return Some(IDLE_CHECK);
+            }
+            let due_in = q
+                .next_deadline()
+                .map(|d| Duration::from_millis(d.saturating_sub(now_ms())));
+            Some(
+                due_in
+                    .unwrap_or(MAX_IDLE)
+                    .clamp(Duration::from_millis(10), MAX_IDLE),
+            )
+        }
+        GroupState::Catalog(_) => Some(MAX_IDLE),
+    }
+}
+
+async fn sleep_or_forever(wait: Option<Duration>) {
+    match wait {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
 
 pub async fn run(node: Arc<Node>, group: Arc<Group>, queue: String) {
     let mut metrics = group.raft.metrics();
     let mut was_leader = false;
     loop {
+        let wait = idle_wait(&group, was_leader);
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(IDLE_CHECK) => {}
+            _ = sleep_or_forever(wait) => {}
             _ = group.shared.dead_letters.notified() => {}
         }
         if node.draining.load(Ordering::SeqCst) {

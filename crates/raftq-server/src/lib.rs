@@ -16,6 +16,8 @@ pub mod liveness;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod peer_down;
+pub mod quiesce;
 pub mod raft;
 pub mod reconcile;
 pub mod router;

@@ -1,6 +1,6 @@
 //! When this node last heard from each peer: the "up/down" of cluster status.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,10 @@ pub const DOWN_AFTER: Duration = Duration::from_secs(3);
 #[derive(Default)]
 pub struct Liveness {
     last_seen: Mutex<HashMap<NodeId, Instant>>,
+    /// Peers whose connection was refused or reset since last taken: their
+    /// process is gone (a paused or cut-off one would time out instead).
+    refused: Mutex<HashSet<NodeId>>,
+    refusals: tokio::sync::Notify,
 }
 
 impl Liveness {
@@ -20,6 +24,34 @@ impl Liveness {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(node, Instant::now());
+    }
+
+    /// Records that `node` refused a connection (or reset one).
+    pub fn refused(&self, node: NodeId) {
+        let new = self
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node);
+        if new {
+            self.refusals.notify_one();
+        }
+    }
+
+    /// Waits until some peer refused a connection, and takes those peers.
+    pub async fn next_refused(&self) -> Vec<NodeId> {
+        loop {
+            let taken: Vec<NodeId> = self
+                .refused
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain()
+                .collect();
+            if !taken.is_empty() {
+                return taken;
+            }
+            self.refusals.notified().await;
+        }
     }
 
     /// Time since we last heard from `node`, `None` if never.

@@ -1,5 +1,6 @@
 //! `raftqd`: start one raftq node.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -11,8 +12,11 @@ use tracing_subscriber::EnvFilter;
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,openraft=error,sled=warn,h2=warn,tower=warn"));
+    // Colour codes only for a person at a terminal: log files, journald and
+    // `docker logs` would otherwise carry raw escape sequences.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -64,6 +64,30 @@ impl Histogram {
     }
 }
 
+/// What this node did for one queue, as counters: Prometheus turns them into
+/// per-queue publish/deliver/ack rates (summed over nodes: only the leader
+/// counts publishes and settles, deliveries count where the consumer is).
+#[derive(Debug, Default)]
+pub struct QueueCounters {
+    pub published: Counter,
+    pub delivered: Counter,
+    pub acked: Counter,
+    pub requeued: Counter,
+    pub rejected: Counter,
+}
+
+impl QueueCounters {
+    fn fields(&self) -> [(&'static str, u64); 5] {
+        [
+            ("published", self.published.get()),
+            ("delivered", self.delivered.get()),
+            ("acked", self.acked.get()),
+            ("requeued", self.requeued.get()),
+            ("rejected", self.rejected.get()),
+        ]
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct NodeMetrics {
     pub published_batches: Counter,
@@ -153,6 +177,23 @@ pub fn render(node: &Node) -> String {
         "Time from proposing a publish to its commit.",
     );
 
+    let sent = &node.pool.sent;
+    let _ = writeln!(
+        out,
+        "# HELP raftq_peer_rpcs_sent_total Raft RPCs sent to peers (AppendEntries includes heartbeats).\n# TYPE raftq_peer_rpcs_sent_total counter"
+    );
+    for (kind, n) in [
+        ("append_entries", &sent.append_entries),
+        ("vote", &sent.votes),
+        ("install_snapshot", &sent.snapshots),
+    ] {
+        let _ = writeln!(
+            out,
+            "raftq_peer_rpcs_sent_total{{rpc=\"{kind}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
+
     let flush = node.store.committer().stats();
     counter(
         &mut out,
@@ -183,6 +224,7 @@ pub fn render(node: &Node) -> String {
         .unwrap_or_default();
     let mut led = 0;
     let mut rows = Vec::new();
+    let mut counted = Vec::new();
     for group in node.groups() {
         let metrics = group.raft.metrics().borrow().clone();
         let is_leader = metrics.state == ServerState::Leader;
@@ -190,6 +232,7 @@ pub fn render(node: &Node) -> String {
         let Some(name) = names.get(&group.id) else {
             continue;
         };
+        counted.push((name.clone(), group.counters.fields()));
         let applied = group.shared.read();
         let (depth, ready, unacked, consumers) = match &applied.state {
             GroupState::Work(q) => (q.depth(), q.ready(), q.unacked(), q.consumers() as u64),
@@ -234,6 +277,16 @@ pub fn render(node: &Node) -> String {
         "Raft groups (including metadata) this node leads.",
     );
     let _ = writeln!(out, "raftq_groups_led {led}");
+    gauge_header(
+        &mut out,
+        "raftq_groups_quiesced",
+        "Groups whose Raft timers are off because they are idle (led or followed here).",
+    );
+    let _ = writeln!(
+        out,
+        "raftq_groups_quiesced {}",
+        node.quiescence.quiesced_count()
+    );
     if let Some((_, fields)) = rows.first() {
         for (i, (field, _)) in fields.iter().enumerate() {
             let metric = format!("raftq_queue_{field}");
@@ -243,6 +296,18 @@ pub fn render(node: &Node) -> String {
                 &format!("Per-queue {field} as seen by this replica."),
             );
             for (name, fields) in &rows {
+                let _ = writeln!(out, "{metric}{{queue=\"{name}\"}} {}", fields[i].1);
+            }
+        }
+    }
+    if let Some((_, fields)) = counted.first() {
+        for (i, (field, _)) in fields.iter().enumerate() {
+            let metric = format!("raftq_queue_{field}_total");
+            let _ = writeln!(
+                out,
+                "# HELP {metric} Messages {field} by this node for the queue.\n# TYPE {metric} counter"
+            );
+            for (name, fields) in &counted {
                 let _ = writeln!(out, "{metric}{{queue=\"{name}\"}} {}", fields[i].1);
             }
         }

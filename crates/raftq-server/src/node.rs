@@ -29,6 +29,7 @@ pub struct Group {
     /// may attach only once it equals the current term, so the reset can never
     /// detach a consumer of the same term.
     pub consumers_ready_term: AtomicU64,
+    pub counters: crate::metrics::QueueCounters,
     duties: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -43,6 +44,13 @@ impl Group {
 
     pub fn current_leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
+    }
+
+    /// Voting members of this group, from its own membership.
+    pub fn voter_ids(&self) -> Vec<NodeId> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config.membership().voter_ids().collect()
     }
 
     /// Address of a member of this group, from the group's own membership.
@@ -64,6 +72,7 @@ pub struct Node {
     pub liveness: Arc<Liveness>,
     pub sessions: Arc<Sessions>,
     pub metrics: Arc<NodeMetrics>,
+    pub quiescence: crate::quiesce::Quiescence,
     /// Set on SIGTERM: this node proposes nothing more and hands off leadership.
     pub draining: AtomicBool,
     raft_config: Arc<openraft::Config>,
@@ -103,6 +112,7 @@ impl Node {
             liveness: Arc::new(Liveness::default()),
             sessions: Arc::new(Sessions::default()),
             metrics: Arc::new(NodeMetrics::default()),
+            quiescence: Default::default(),
             draining: AtomicBool::new(false),
             raft_config,
             groups: RwLock::new(HashMap::new()),
@@ -133,6 +143,8 @@ impl Node {
             }
         }
         tokio::spawn(crate::reconcile::run(node.clone()));
+        tokio::spawn(crate::peer_down::run(node.clone()));
+        tokio::spawn(crate::quiesce::run(node.clone()));
         Ok(node)
     }
 
@@ -185,6 +197,14 @@ impl Node {
             .collect()
     }
 
+    /// Every other member node, with its address.
+    pub fn peers(&self) -> Vec<(NodeId, String)> {
+        self.members()
+            .into_iter()
+            .filter(|(id, _)| *id != self.id)
+            .collect()
+    }
+
     pub fn node_addr(&self, node: NodeId) -> Option<String> {
         self.members().get(&node).cloned()
     }
@@ -218,6 +238,7 @@ impl Node {
             raft,
             shared,
             consumers_ready_term: AtomicU64::new(0),
+            counters: Default::default(),
             duties: std::sync::Mutex::new(None),
         });
         self.groups

@@ -102,6 +102,26 @@ pub fn route(
     Ok(route)
 }
 
+/// Waits until `group` knows a leader other than `stale` (a dead or deposed
+/// one), or `until`; true when it does.
+pub async fn leader_change(
+    group: &Group,
+    stale: Option<NodeId>,
+    until: tokio::time::Instant,
+) -> bool {
+    let mut metrics = group.raft.metrics();
+    loop {
+        let leader = metrics.borrow_and_update().current_leader;
+        if leader.is_some() && leader != stale {
+            return true;
+        }
+        match tokio::time::timeout_at(until, metrics.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => return false,
+        }
+    }
+}
+
 /// Proposes `cmd` on the local leader. `Err(Remote)` tells the caller to forward
 /// instead, because leadership moved between routing and proposing.
 pub async fn propose(
@@ -144,9 +164,20 @@ impl ProposeError {
     }
 }
 
-pub fn queue_def(node: &Node, name: &str) -> Result<QueueDef, ApiError> {
+/// The queue's definition. A queue this node does not know yet may have just
+/// been created through another node: before saying NOT_FOUND, bring the
+/// local catalog up to the metadata leader's commit point (a read index) and
+/// look again, so a client that created a queue can use it at once anywhere.
+pub async fn queue_def(node: &Node, name: &str) -> Result<QueueDef, ApiError> {
     if let Some(reason) = crate::catalog::invalid_queue_name(name) {
         return Err(ApiError::InvalidArgument(reason));
+    }
+    if let Some(def) = node.queue_def(name) {
+        return Ok(def);
+    }
+    if let Some(meta) = node.meta() {
+        let index = crate::api::read::read_index(node, &meta, "metadata").await?;
+        crate::api::read::wait_applied(&meta, index, "metadata").await?;
     }
     node.queue_def(name)
         .ok_or_else(|| ApiError::unknown_queue(name))

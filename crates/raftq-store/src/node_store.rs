@@ -23,7 +23,10 @@ impl NodeStore {
         let db = sled::Config::new()
             .path(path)
             .flush_every_ms(None)
-            .cache_capacity(256 * 1024 * 1024)
+            // The log is read back while it is hot (replication, apply), and
+            // queue contents live in the state machine: a big page cache would
+            // only hold a second copy of the backlog.
+            .cache_capacity(64 * 1024 * 1024)
             .open()?;
         let committer = GroupCommitter::start(db.clone());
         Ok(Self { db, committer })

@@ -1,4 +1,5 @@
-//! `raftq publish`: idempotent, pipelined, confirmed publishing.
+//! `raftq publish`: idempotent, pipelined, confirmed publishing of arguments,
+//! stdin lines, or generated messages.
 
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal};
@@ -6,9 +7,14 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
-use raftq_client::{Client, PublishMessage};
+use futures::stream::{FuturesUnordered, StreamExt};
+use indicatif::ProgressBar;
+use raftq_client::{Client, Error, ProducerOptions, PublishMessage};
 use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::outln;
+use crate::output::{per_second, progress, short_duration};
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {
@@ -21,51 +27,109 @@ pub struct PublishArgs {
     /// Payload size of generated messages, in bytes.
     #[arg(long, default_value_t = 256)]
     size: usize,
-    /// Header `key=value`, repeatable.
+    /// Header `key=value` on every message, repeatable.
     #[arg(long = "header", value_parser = parse_header)]
     headers: Vec<(String, String)>,
-    /// Messages per publish request.
-    #[arg(long, default_value_t = 100)]
+    /// Most messages per publish request.
+    #[arg(long, default_value_t = 256)]
     batch: usize,
-    /// Publish requests in flight at once (one per producer).
-    #[arg(long, default_value_t = 4)]
+    /// Publish requests in flight at once.
+    #[arg(long, default_value_t = 8)]
     inflight: usize,
 }
 
-fn parse_header(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("header {s:?} must look like key=value"))
+pub fn parse_header(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("header {s:?} must look like key=value")),
+    }
 }
 
-fn payloads(args: &PublishArgs) -> anyhow::Result<Box<dyn Iterator<Item = Bytes>>> {
+/// A generated payload: its number first (so each is unique and findable),
+/// padded to `size`.
+pub fn generated_payload(i: u64, size: usize) -> Bytes {
+    let mut p = format!("msg-{i:010}-").into_bytes();
+    p.resize(size.max(p.len()), b'x');
+    Bytes::from(p)
+}
+
+/// Where payloads come from; stdin is read on a blocking thread, line by line,
+/// so `tail -f log | raftq publish q` streams.
+fn payload_source(args: &PublishArgs) -> mpsc::Receiver<std::io::Result<Bytes>> {
+    let (tx, rx) = mpsc::channel(1024);
     if let Some(count) = args.count {
         let size = args.size;
-        return Ok(Box::new((0..count).map(move |i| {
-            let mut p = format!("msg-{i:010}-").into_bytes();
-            p.resize(size.max(p.len()), b'x');
-            Bytes::from(p)
-        })));
+        tokio::spawn(async move {
+            for i in 0..count {
+                if tx.send(Ok(generated_payload(i, size))).await.is_err() {
+                    return;
+                }
+            }
+        });
+    } else if !args.messages.is_empty() {
+        let messages = args.messages.clone();
+        tokio::spawn(async move {
+            for m in messages {
+                if tx.send(Ok(Bytes::from(m))).await.is_err() {
+                    return;
+                }
+            }
+        });
+    } else {
+        if std::io::stdin().is_terminal() {
+            eprintln!("reading messages from stdin, one per line (Ctrl-D to finish)");
+        }
+        std::thread::spawn(move || {
+            let mut input = std::io::stdin().lock();
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match input.read_until(b'\n', &mut buf) {
+                    Ok(0) => return,
+                    Ok(_) => {
+                        let line = buf
+                            .strip_suffix(b"\n")
+                            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                            .unwrap_or(&buf);
+                        if tx.blocking_send(Ok(Bytes::copy_from_slice(line))).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
     }
-    if !args.messages.is_empty() {
-        let msgs: Vec<Bytes> = args
-            .messages
-            .iter()
-            .map(|m| Bytes::from(m.clone()))
-            .collect();
-        return Ok(Box::new(msgs.into_iter()));
+    rx
+}
+
+#[derive(Default)]
+struct Tally {
+    confirmed: u64,
+    failed: u64,
+    first_offset: Option<u64>,
+    last_offset: Option<u64>,
+    error: Option<Error>,
+}
+
+impl Tally {
+    fn take(&mut self, result: Result<u64, Error>, bar: &ProgressBar) {
+        match result {
+            Ok(offset) => {
+                self.confirmed += 1;
+                self.first_offset = Some(self.first_offset.map_or(offset, |o| o.min(offset)));
+                self.last_offset = Some(self.last_offset.map_or(offset, |o| o.max(offset)));
+            }
+            Err(e) => {
+                self.failed += 1;
+                self.error.get_or_insert(e);
+            }
+        }
+        bar.inc(1);
     }
-    if std::io::stdin().is_terminal() {
-        eprintln!("reading messages from stdin, one per line (Ctrl-D to finish)");
-    }
-    let lines: Vec<Bytes> = std::io::stdin()
-        .lock()
-        .lines()
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .map(Bytes::from)
-        .collect();
-    Ok(Box::new(lines.into_iter()))
 }
 
 pub async fn run(client: &Client, args: &PublishArgs, json_out: bool) -> anyhow::Result<()> {
@@ -73,90 +137,121 @@ pub async fn run(client: &Client, args: &PublishArgs, json_out: bool) -> anyhow:
         anyhow::bail!("--batch and --inflight must be at least 1");
     }
     let headers: HashMap<String, String> = args.headers.iter().cloned().collect();
-    let mut source = payloads(args)?.peekable();
-    let progress = match args.count {
-        Some(n) => {
-            let bar = ProgressBar::new(n);
-            bar.set_style(
-                ProgressStyle::with_template("{bar:40} {pos}/{len} msgs {per_sec} eta {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            bar
-        }
+    let options = ProducerOptions {
+        max_in_flight_batches: args.inflight,
+        max_batch_messages: args.batch,
+        ..Default::default()
+    };
+    let producer = client.producer_with(&args.queue, options);
+    let bar = match args.count {
+        Some(n) => progress(n, "publish"),
         None => ProgressBar::hidden(),
     };
+    // Enough unconfirmed messages to keep every request slot full, no more:
+    // memory stays bounded however much is published.
+    let window = args.batch.saturating_mul(args.inflight).saturating_mul(2);
+    let mut source = payload_source(args);
+    let mut confirms = FuturesUnordered::new();
+    let mut tally = Tally::default();
     let started = Instant::now();
-    let batches = std::iter::from_fn(|| {
-        let batch: Vec<PublishMessage> = source
-            .by_ref()
-            .take(args.batch)
-            .map(|payload| PublishMessage {
-                payload,
-                headers: headers.clone(),
-            })
-            .collect();
-        (!batch.is_empty()).then_some(batch)
-    });
-    // --inflight independent idempotent producers, each with one batch in flight:
-    // per-producer order is what makes retries exactly-once.
-    let source = std::sync::Mutex::new(batches);
-    let next_batch = || source.lock().unwrap_or_else(|e| e.into_inner()).next();
-    let workers = (0..args.inflight).map(|_| {
-        let mut producer = client.producer(&args.queue);
-        let progress = progress.clone();
-        let next_batch = &next_batch;
-        async move {
-            let (mut confirmed, mut failed, mut error, mut last) = (0u64, 0u64, None, None);
-            while let Some(batch) = next_batch() {
-                let n = batch.len() as u64;
-                match producer.send(batch).await {
-                    Ok(offsets) => {
-                        confirmed += n;
-                        last = offsets.last().copied().max(last);
-                    }
-                    Err(e) => {
-                        failed += n;
-                        error.get_or_insert(e);
-                    }
-                }
-                progress.inc(n);
+    let mut input_error = None;
+    // Stop feeding at the first failure: the rest would most likely fail the
+    // same way (unknown queue, queue full, cluster down).
+    while tally.error.is_none() {
+        if confirms.len() >= window {
+            if let Some(result) = confirms.next().await {
+                tally.take(result, &bar);
             }
-            (confirmed, failed, error, last)
+            continue;
         }
-    });
-    let results = futures::future::join_all(workers).await;
-    let confirmed: u64 = results.iter().map(|r| r.0).sum();
-    let failed: u64 = results.iter().map(|r| r.1).sum();
-    let last_offset = results.iter().filter_map(|r| r.3).max();
-    let first_error = results.into_iter().find_map(|r| r.2);
-    progress.finish_and_clear();
+        let payload = tokio::select! {
+            biased;
+            Some(result) = confirms.next(), if !confirms.is_empty() => {
+                tally.take(result, &bar);
+                continue;
+            }
+            next = source.recv() => match next {
+                Some(Ok(p)) => p,
+                Some(Err(e)) => {
+                    input_error = Some(e);
+                    break;
+                }
+                None => break,
+            },
+        };
+        confirms.push(producer.send(PublishMessage {
+            payload,
+            headers: headers.clone(),
+        }));
+    }
+    while let Some(result) = confirms.next().await {
+        tally.take(result, &bar);
+    }
+    bar.finish_and_clear();
     let elapsed = started.elapsed();
-    let rate = confirmed as f64 / elapsed.as_secs_f64().max(1e-9);
+    let unsent = args
+        .count
+        .map(|n| n.saturating_sub(tally.confirmed + tally.failed))
+        .unwrap_or(0);
+    let rate = per_second(tally.confirmed, elapsed);
+    let error = tally
+        .error
+        .as_ref()
+        .map(|e| e.to_string())
+        .or_else(|| input_error.as_ref().map(|e| format!("reading stdin: {e}")));
     if json_out {
-        println!(
+        outln!(
             "{}",
             json!({
                 "queue": args.queue,
-                "confirmed": confirmed,
-                "failed": failed,
+                "confirmed": tally.confirmed,
+                "failed": tally.failed + unsent,
+                "first_offset": tally.first_offset,
+                "last_offset": tally.last_offset,
                 "elapsed_ms": elapsed.as_millis() as u64,
                 "msgs_per_sec": rate.round(),
-                "error": first_error.as_ref().map(|e| e.to_string()),
+                "error": error,
             })
-        );
-    } else {
-        println!(
-            "confirmed {confirmed} message(s) to '{}' in {:.2?} ({rate:.0} msgs/s){}",
+        )?;
+    } else if tally.confirmed > 0 || error.is_none() {
+        let offsets = match (tally.first_offset, tally.last_offset) {
+            (Some(a), Some(b)) if a == b => format!(" at offset {a}"),
+            (Some(a), Some(b)) => format!(", offsets {a}..={b}"),
+            _ => String::new(),
+        };
+        outln!(
+            "confirmed {} message(s) to '{}'{offsets} in {} ({rate:.0} msgs/s)",
+            tally.confirmed,
             args.queue,
-            elapsed,
-            match last_offset {
-                Some(o) => format!(", last offset {o}"),
-                None => String::new(),
-            }
-        );
+            short_duration(elapsed),
+        )?;
     }
-    match first_error {
-        Some(e) => Err(anyhow::anyhow!("{failed} message(s) not confirmed: {e}")),
+    match error {
+        Some(e) => {
+            let not = tally.failed + unsent;
+            anyhow::bail!("{not} message(s) not confirmed: {e}")
+        }
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_need_a_key_and_an_equals_sign() {
+        assert_eq!(parse_header("k=v=w"), Ok(("k".into(), "v=w".into())));
+        assert_eq!(parse_header("k="), Ok(("k".into(), String::new())));
+        assert!(parse_header("=v").is_err());
+        assert!(parse_header("kv").is_err());
+    }
+
+    #[test]
+    fn generated_payloads_are_numbered_and_sized() {
+        let p = generated_payload(7, 32);
+        assert_eq!(p.len(), 32);
+        assert!(p.starts_with(b"msg-0000000007-"));
+        assert_eq!(generated_payload(7, 1).len(), 15, "never cut the number");
     }
 }

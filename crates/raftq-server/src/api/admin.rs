@@ -226,7 +226,7 @@ pub async fn delete_queue(
     req: DeleteQueueRequest,
     hops: u32,
 ) -> Result<(), ApiError> {
-    router::queue_def(node, &req.name)?;
+    router::queue_def(node, &req.name).await?;
     let cmd = CatalogCommand::DeleteQueue {
         name: req.name.clone(),
     };

@@ -44,7 +44,7 @@ pub async fn consume(
             "the first message of a consume stream must be a subscribe".into(),
         ));
     };
-    let def = router::queue_def(node, &sub.queue)?;
+    let def = router::queue_def(node, &sub.queue).await?;
     let group = match router::route(node, def.group, &def.replicas, &def.name, hops)? {
         Route::Local(g) => g,
         Route::Remote { addr, .. } => return proxy(node, &addr, first, inbound, hops).await,
@@ -116,6 +116,7 @@ async fn session(
             delivery = deliveries.recv() => match delivery {
                 Some(d) => {
                     node.metrics.delivered_messages.inc();
+                    group.counters.delivered.inc();
                     if out.send(Ok(to_proto(d))).await.is_err() {
                         break;
                     }
@@ -182,6 +183,12 @@ async fn settle_one(
         Ok(resp) => match resp.data {
             GroupResponse::Queue(Outcome::Settled { settled, unknown }) => {
                 node.metrics.settled_messages.add(settled.len() as u64);
+                let counter = match outcome {
+                    Settlement::Ack => &group.counters.acked,
+                    Settlement::Requeue => &group.counters.requeued,
+                    Settlement::Reject => &group.counters.rejected,
+                };
+                counter.add(settled.len() as u64);
                 Ok(ConsumeResponse {
                     kind: Some(consume_response::Kind::Settled(SettleConfirm {
                         tag: settle.tag,

@@ -17,7 +17,46 @@ pub async fn publish(
     req: PublishRequest,
     hops: u32,
 ) -> Result<PublishResponse, ApiError> {
-    let def = router::queue_def(node, &req.queue)?;
+    let first = publish_once(node, req.clone(), hops).await;
+    // The node a client called rides out an election for it: answering "no
+    // leader" would send the client into backoff, past the moment the new
+    // leader is there. Forwarded requests (hops > 0) answer at once.
+    let Some(group) = node.group(router::queue_def(node, &req.queue).await?.group) else {
+        return first;
+    };
+    if hops > 0 || !awaits_election(&first) {
+        return first;
+    }
+    let until = tokio::time::Instant::now()
+        + std::time::Duration::from_millis(3 * node.config.election_timeout_max_ms);
+    let mut result = first;
+    // Bounded by the deadline and by a few rounds: each round follows a real
+    // leader change, of which one election makes one or two.
+    for _ in 0..4 {
+        if !awaits_election(&result) || tokio::time::Instant::now() >= until {
+            break;
+        }
+        let stale = group.current_leader().filter(|l| *l != node.id);
+        if !router::leader_change(&group, stale, until).await {
+            return result;
+        }
+        result = publish_once(node, req.clone(), hops).await;
+    }
+    result
+}
+
+/// No leader, or the leader we forwarded to did not answer at all: an
+/// election is (or is about to be) under way.
+fn awaits_election(result: &Result<PublishResponse, ApiError>) -> bool {
+    matches!(result, Err(ApiError::Unavailable { leader: None, .. }))
+}
+
+async fn publish_once(
+    node: &Arc<Node>,
+    req: PublishRequest,
+    hops: u32,
+) -> Result<PublishResponse, ApiError> {
+    let def = router::queue_def(node, &req.queue).await?;
     if req.messages.is_empty() {
         return Err(ApiError::InvalidArgument(
             "publish needs at least one message".into(),
@@ -66,6 +105,9 @@ pub async fn publish(
     match outcome {
         Ok(GroupResponse::Queue(Outcome::Published { offsets, duplicate })) => {
             node.metrics.published_messages.add(offsets.len() as u64);
+            if !duplicate {
+                group.counters.published.add(offsets.len() as u64);
+            }
             Ok(PublishResponse {
                 offsets,
                 duplicate,

@@ -86,7 +86,7 @@ impl AdminService for Api {
         request: Request<GetQueueRequest>,
     ) -> Result<Response<QueueInfo>, Status> {
         let hops = router::hops(request.metadata());
-        let def = router::queue_def(&self.node, &request.get_ref().name)?;
+        let def = router::queue_def(&self.node, &request.get_ref().name).await?;
         Ok(Response::new(
             info::queue_info(&self.node, &def, hops).await?,
         ))

@@ -19,7 +19,7 @@ const MAX_COUNT: u32 = 10_000;
 const READ_INDEX_WAIT: Duration = Duration::from_secs(5);
 
 pub async fn read(node: &Arc<Node>, req: ReadRequest, hops: u32) -> Result<ReadResponse, ApiError> {
-    let def = router::queue_def(node, &req.queue)?;
+    let def = router::queue_def(node, &req.queue).await?;
     let Some(group) = node.group(def.group) else {
         return forward(node, &def.replicas, req, hops).await;
     };
@@ -76,7 +76,7 @@ pub async fn read(node: &Arc<Node>, req: ReadRequest, hops: u32) -> Result<ReadR
 
 /// The leader's commit point confirmed by a quorum: locally when leading, else
 /// over the peer RPC.
-async fn read_index(node: &Node, group: &Group, queue: &str) -> Result<u64, ApiError> {
+pub(crate) async fn read_index(node: &Node, group: &Group, queue: &str) -> Result<u64, ApiError> {
     if group.is_leader() {
         let (read_log_id, _) = group.raft.get_read_log_id().await.map_err(|e| {
             ApiError::unavailable(format!("queue '{queue}': cannot confirm leadership: {e}"))
@@ -112,7 +112,7 @@ async fn read_index(node: &Node, group: &Group, queue: &str) -> Result<u64, ApiE
     index.map_err(|e| ApiError::unavailable(format!("queue '{queue}': {e}")))
 }
 
-async fn wait_applied(group: &Group, index: u64, queue: &str) -> Result<(), ApiError> {
+pub(crate) async fn wait_applied(group: &Group, index: u64, queue: &str) -> Result<(), ApiError> {
     let mut applied = group.shared.applied_index.subscribe();
     let reached = tokio::time::timeout(READ_INDEX_WAIT, applied.wait_for(|a| *a >= index))
         .await

@@ -87,6 +87,12 @@ impl PeerClient {
             payload,
         });
         request.set_timeout(timeout);
+        let counter = match rpc {
+            Rpc::Append => &self.pool.sent.append_entries,
+            Rpc::Vote => &self.pool.sent.votes,
+            Rpc::Snapshot => &self.pool.sent.snapshots,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let reply = match rpc {
             Rpc::Append => client.append_entries(request).await,
             Rpc::Vote => client.vote(request).await,
@@ -97,6 +103,9 @@ impl PeerClient {
             // A transport failure or a peer that cannot serve the group yet: back off
             // (openraft retries Unreachable peers after a pause, not in a tight loop).
             Err(status) => {
+                if process_is_gone(&status) {
+                    self.liveness.refused(self.target);
+                }
                 let err = AnyError::error(format!("{}: {}", status.code(), status.message()));
                 return Err(match status.code() {
                     tonic::Code::DeadlineExceeded => NetworkError::from(err).into(),
@@ -109,6 +118,19 @@ impl PeerClient {
             wire::decode(&reply.payload).map_err(|e| NetworkError::new(&e))?;
         result.map_err(|e| RemoteError::new(self.target, e).into())
     }
+}
+
+/// A refused or reset connection means no process listens any more (killed,
+/// crashed, restarting); a paused or cut-off peer times out instead, and is
+/// left to the election timeout.
+fn process_is_gone(status: &tonic::Status) -> bool {
+    if status.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let text = format!("{status:?}").to_ascii_lowercase();
+    ["connection refused", "connection reset", "broken pipe"]
+        .iter()
+        .any(|s| text.contains(s))
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
@@ -142,5 +164,32 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     fn backoff(&self) -> openraft::network::Backoff {
         // Short pauses: a restarted peer should be caught up within a heartbeat or two.
         openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+    }
+}
+
+/// Sends one node heartbeat to `peer` (see `quiesce`): short timeout, no
+/// retries, since the next one follows in a moment.
+pub async fn node_heartbeat(
+    node: &crate::node::Node,
+    peer: NodeId,
+    addr: &str,
+    beat: &crate::quiesce::NodeHeartbeat,
+) -> Result<(), String> {
+    let payload = wire::encode(beat).map_err(|e| e.to_string())?;
+    let channel = node.pool.get(addr).map_err(|e| e.to_string())?;
+    let mut request = tonic::Request::new(RaftRequest {
+        group: 0,
+        from: node.id,
+        payload,
+    });
+    request.set_timeout(Duration::from_millis(node.config.election_timeout_min_ms));
+    match RaftPeerClient::new(channel).node_heartbeat(request).await {
+        Ok(_) => Ok(()),
+        Err(status) => {
+            if process_is_gone(&status) {
+                node.liveness.refused(peer);
+            }
+            Err(status.to_string())
+        }
     }
 }

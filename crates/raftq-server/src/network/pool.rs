@@ -2,6 +2,7 @@
 //! and by request forwarding: HTTP/2 multiplexes them all over one connection.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -10,6 +11,16 @@ use tonic::transport::{Channel, Endpoint};
 #[derive(Default)]
 pub struct ChannelPool {
     channels: Mutex<HashMap<String, Channel>>,
+    /// Raft RPCs sent, by kind: the idle cost of many groups is mostly
+    /// heartbeats (empty AppendEntries), so it is worth watching.
+    pub sent: PeerRpcCounts,
+}
+
+#[derive(Default)]
+pub struct PeerRpcCounts {
+    pub append_entries: AtomicU64,
+    pub votes: AtomicU64,
+    pub snapshots: AtomicU64,
 }
 
 impl ChannelPool {

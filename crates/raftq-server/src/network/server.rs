@@ -49,6 +49,7 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
         let group = self.group(&req)?;
+        self.node.quiescence.heard_from(req.group, req.from);
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&req)?;
         reply(&group.raft.append_entries(rpc).await)
     }
@@ -84,6 +85,17 @@ impl RaftPeer for PeerService {
             tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
             let _ = group.raft.trigger().elect().await;
         });
+        reply(&())
+    }
+
+    async fn node_heartbeat(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let req = request.into_inner();
+        self.node.liveness.saw(req.from);
+        let beat: crate::quiesce::NodeHeartbeat = decode(&req)?;
+        crate::quiesce::on_peer_heartbeat(&self.node, req.from, beat);
         reply(&())
     }
 

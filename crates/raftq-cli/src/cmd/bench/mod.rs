@@ -1,0 +1,183 @@
+//! `raftq bench`: the standard workloads against a running cluster.
+//!
+//! - `publish`: confirmed publishing by `--producers` pipelined idempotent
+//!   producers, each keeping `--inflight` messages unconfirmed. `--inflight 1`
+//!   is the latency workload (one message at a time); large values measure
+//!   throughput. Latency = send to confirm (commit on a majority).
+//! - `sync`: one message at a time (W2): the confirm latency of a lone publish.
+//! - `e2e`: producers and consumers together (manual acks); latency = publish
+//!   to delivery, from a timestamp header.
+//! - `failover`: fixed-rate publishing while the leader is killed or paused
+//!   (W5/W5p); the longest time without a confirm.
+//!
+//! Every loop is bounded by `--count` and `--max-duration`.
+
+mod backlog;
+mod e2e;
+mod failover;
+mod idle;
+mod procstat;
+mod publish;
+mod report;
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use raftq_client::{Client, Error, QueueOptions};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Confirmed publish throughput and commit latency.
+    Publish(BenchArgs),
+    /// One message in flight at a time: the latency of a lone confirmed publish.
+    Sync(SyncArgs),
+    /// Producers and consumers together: publish-to-delivery latency.
+    E2e(E2eArgs),
+    /// Publish at a fixed rate while the queue's leader is killed or paused:
+    /// the longest confirm gap.
+    Failover(failover::FailoverArgs),
+    /// The idle cost of many queues: CPU, memory and Raft RPCs per node.
+    Idle(idle::IdleArgs),
+    /// Memory with a large backlog, and how fast a restarted node serves again.
+    Backlog(backlog::BacklogArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SyncArgs {
+    /// Queue to use (created if missing).
+    #[arg(long, default_value = "bench-sync")]
+    pub queue: String,
+    /// Replicas of the queue when the bench creates it.
+    #[arg(long, default_value_t = 3)]
+    pub replicas: u32,
+    /// Messages to publish, one after another.
+    #[arg(long, default_value_t = 5_000)]
+    pub count: u64,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 256)]
+    pub size: usize,
+    /// Stop sending after this long even if --count is not reached.
+    #[arg(long, default_value = "5m", value_parser = crate::duration::parse)]
+    pub max_duration: Duration,
+}
+
+impl SyncArgs {
+    fn as_publish(&self) -> BenchArgs {
+        BenchArgs {
+            queue: self.queue.clone(),
+            replicas: self.replicas,
+            count: self.count,
+            size: self.size,
+            max_duration: self.max_duration,
+            ..default_bench_args()
+        }
+    }
+}
+
+/// The publish workload's defaults, for workloads built on it.
+pub fn default_bench_args() -> BenchArgs {
+    BenchArgs {
+        queue: "bench".into(),
+        replicas: 3,
+        count: 100_000,
+        size: 256,
+        inflight: 1,
+        producers: 1,
+        batch: 1,
+        queues: 1,
+        max_duration: Duration::from_secs(300),
+    }
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BenchArgs {
+    /// Queue to use (created if missing).
+    #[arg(long, default_value = "bench")]
+    pub queue: String,
+    /// Replicas of the queue when the bench creates it.
+    #[arg(long, default_value_t = 3)]
+    pub replicas: u32,
+    /// Messages to publish in total.
+    #[arg(long, default_value_t = 100_000)]
+    pub count: u64,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 256)]
+    pub size: usize,
+    /// Unconfirmed messages per producer (1 = one at a time: the latency workload).
+    #[arg(long, default_value_t = 256)]
+    pub inflight: usize,
+    /// Concurrent producers.
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
+    /// Most messages per publish request.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Spread the producers over this many queues (QUEUE-0, QUEUE-1, ...;
+    /// just QUEUE when 1), to load several Raft groups at once.
+    #[arg(long, default_value_t = 1)]
+    pub queues: usize,
+    /// Stop sending after this long even if --count is not reached.
+    #[arg(long, default_value = "5m", value_parser = crate::duration::parse)]
+    pub max_duration: Duration,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct E2eArgs {
+    #[command(flatten)]
+    pub publish: BenchArgs,
+    /// Concurrent consumers.
+    #[arg(long, default_value_t = 1)]
+    pub consumers: usize,
+    /// Consumer prefetch.
+    #[arg(long, default_value_t = 256)]
+    pub prefetch: u32,
+}
+
+pub async fn run(client: &Client, cmd: &BenchCommand, json_out: bool) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Publish(args) => publish::run(client, args, json_out).await,
+        BenchCommand::Sync(args) => {
+            publish::run_named(client, &args.as_publish(), json_out, "sync").await
+        }
+        BenchCommand::E2e(args) => e2e::run(client, args, json_out).await,
+        BenchCommand::Failover(args) => failover::run(client, args, json_out).await,
+        BenchCommand::Idle(args) => idle::run(client, args, json_out).await,
+        BenchCommand::Backlog(args) => backlog::run(client, args, json_out).await,
+    }
+}
+
+/// The queue producer `i` of the run publishes to.
+pub fn queue_of(args: &BenchArgs, i: usize) -> String {
+    if args.queues <= 1 {
+        args.queue.clone()
+    } else {
+        format!("{}-{}", args.queue, i % args.queues)
+    }
+}
+
+async fn ensure_queue(client: &Client, args: &BenchArgs) -> anyhow::Result<()> {
+    for i in 0..args.queues.max(1) {
+        let options = QueueOptions {
+            replicas: args.replicas,
+            ..Default::default()
+        };
+        match client.create_queue(&queue_of(args, i), options).await {
+            Ok(_) | Err(Error::AlreadyExists(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn validate(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.inflight == 0 || args.producers == 0 || args.batch == 0 || args.queues == 0 {
+        anyhow::bail!("--inflight, --producers, --batch and --queues must be at least 1");
+    }
+    if args.queues > args.producers {
+        anyhow::bail!(
+            "--queues {} needs at least as many --producers",
+            args.queues
+        );
+    }
+    Ok(())
+}

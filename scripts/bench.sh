@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The standard benchmark of issue 8 on a fresh local 3-node cluster.
+#
+#   scripts/bench.sh [--runs N] [--quick] [--out FILE]
+#
+# Starts a fresh release cluster (own dir and ports, so a `scripts/cluster.sh`
+# cluster is left alone), runs W1 (pipelined publish), W2 (one in flight), W3
+# (producer + consumer), W5 (SIGKILL of the leader) and W5p (SIGSTOP of the
+# leader) N times each (default 3), then throughput with 10 and 100 queues, the
+# idle cost of 1,000 queues, and memory/restart with 1,000,000 messages.
+# Writes a markdown table of medians (min-max) with the targets beside them to
+# bench/results/latest.md (or --out), the raw JSON lines beside it.
+# --quick: a few hundred messages per workload, 1 run, no scale/idle/memory
+# parts (the CI smoke test: it proves the tool works, not how fast).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=3
+QUICK=0
+OUT=bench/results/latest.md
+while (($#)); do
+  case "$1" in
+    --runs) RUNS=$2; shift 2 ;;
+    --quick) QUICK=1; RUNS=1; shift ;;
+    --out) OUT=$2; shift 2 ;;
+    *) echo "usage: scripts/bench.sh [--runs N] [--quick] [--out FILE]" >&2; exit 2 ;;
+  esac
+done
+
+export RAFTQ_CLUSTER_DIR="${RAFTQ_CLUSTER_DIR:-.bench-cluster}"
+export RAFTQ_BASE_PORT="${RAFTQ_BASE_PORT:-7401}"
+RAFTQ="${CARGO_TARGET_DIR:-target}/release/raftq"
+SERVERS="127.0.0.1:$RAFTQ_BASE_PORT,127.0.0.1:$((RAFTQ_BASE_PORT + 1)),127.0.0.1:$((RAFTQ_BASE_PORT + 2))"
+RAW="${OUT%.md}.jsonl"
+mkdir -p "$(dirname "$OUT")"
+: >"$RAW"
+
+cleanup() { scripts/cluster.sh down >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+# A fresh cluster: no data of earlier workloads skews the next measurement.
+fresh_cluster() {
+  scripts/cluster.sh down >/dev/null 2>&1 || true
+  rm -rf "${RAFTQ_CLUSTER_DIR:?}"
+  scripts/cluster.sh up 3 >/dev/null
+}
+fresh_cluster
+raftq() { "$RAFTQ" --servers "$SERVERS" "$@"; }
+
+# One JSON result line per run, tagged with the workload name of the table.
+record() {
+  local tag=$1
+  shift
+  local line
+  line=$(raftq --json "$@" | tail -1)
+  echo "{\"tag\":\"$tag\",\"result\":$line}" >>"$RAW"
+  echo "  $tag: $line"
+}
+
+if ((QUICK)); then
+  W1=(--count 500) W2=(--count 100) W3=(--count 500) W5=(--rounds 1 --warmup 1s)
+else
+  W1=(--count 200000) W2=(--count 5000) W3=(--count 100000) W5=(--rounds 3)
+fi
+
+for ((run = 1; run <= RUNS; run++)); do
+  echo "run $run/$RUNS"
+  record W1 bench publish --queue "w1-$run" --inflight 256 --batch 256 "${W1[@]}"
+  record W2 bench sync --queue "w2-$run" "${W2[@]}"
+  record W3 bench e2e --queue "w3-$run" --inflight 256 --batch 256 --prefetch 256 "${W3[@]}"
+  record W5 bench failover --queue "w5-$run" --rate 1000 --fault kill "${W5[@]}" \
+    --pid-dir "$RAFTQ_CLUSTER_DIR/pids" --restart-cmd "scripts/cluster.sh restart {id} >/dev/null"
+  record W5p bench failover --queue "w5p-$run" --rate 1000 --fault pause "${W5[@]}" \
+    --pid-dir "$RAFTQ_CLUSTER_DIR/pids"
+done
+
+if ((!QUICK)); then
+  echo "scale"
+  record Q10 bench publish --queue q10 --queues 10 --producers 10 --inflight 256 --count 200000
+  record Q100 bench publish --queue q100 --queues 100 --producers 100 --inflight 64 --count 200000
+  echo "idle cost of 1000 queues (fresh cluster)"
+  fresh_cluster
+  record IDLE1000 bench idle --queues 1000 --measure 30s --pid-dir "$RAFTQ_CLUSTER_DIR/pids"
+  echo "memory and restart with 1,000,000 messages (fresh cluster)"
+  fresh_cluster
+  record MEM1M bench backlog --queue mem --count 1000000 --pid-dir "$RAFTQ_CLUSTER_DIR/pids" \
+    --restart-cmd "scripts/cluster.sh restart {id} >/dev/null"
+fi
+
+python3 scripts/bench_table.py "$RAW" "$OUT" --runs "$RUNS"
+echo "wrote $OUT"

@@ -1,0 +1,267 @@
+//! `raftq-chaos`: a cluster of real raftqd processes (each in its own network
+//! namespace when run as root), a workload of producers and consumers, a
+//! seeded nemesis, a complete history, and the checker's verdict. The last
+//! line of output is one JSON object; the exit status is 1 on any anomaly.
+
+mod cluster;
+mod nemesis;
+mod net;
+mod report;
+mod workload;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+use raftq_chaos::checker;
+use raftq_chaos::history::Event;
+use raftq_client::{Client, ClientOptions, Error, QueueOptions};
+use tokio::sync::watch;
+
+#[derive(Parser, Debug)]
+#[command(about = "Chaos run against a local raftq cluster")]
+struct Args {
+    /// How long faults are made (the drain afterwards comes on top).
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    duration: Duration,
+    /// Nodes: 3 or 5.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Seed of the fault schedule and the consumers' choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Queues under load.
+    #[arg(long, default_value_t = 3)]
+    queues: usize,
+    /// Messages per second of each idempotent producer (one per queue).
+    #[arg(long, default_value_t = 100)]
+    rate: u32,
+    /// Where the history, report and plot go (default: a new temp dir).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The raftqd binary.
+    #[arg(long, default_value = "target/release/raftqd")]
+    raftqd: PathBuf,
+    /// Fail instead of running without partitions when namespaces cannot be made.
+    #[arg(long, env = "RAFTQ_CHAOS_REQUIRE_NETNS")]
+    require_netns: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: u64 = num.parse().map_err(|_| format!("bad duration '{s}'"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("bad duration unit in '{s}' (ms, s, m, h)")),
+    }
+}
+
+async fn create_queues(addrs: &[String], queues: &[String]) -> anyhow::Result<()> {
+    let client = Client::lazy(
+        addrs.to_vec(),
+        ClientOptions {
+            retry_deadline: Duration::from_secs(60),
+            ..Default::default()
+        },
+    )?;
+    for q in queues {
+        match client.create_queue(q, QueueOptions::default()).await {
+            Ok(_) | Err(Error::AlreadyExists(_)) => {}
+            Err(e) => return Err(e).with_context(|| format!("create queue {q}")),
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("raftq-chaos: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<bool> {
+    anyhow::ensure!(args.nodes == 3 || args.nodes == 5, "--nodes is 3 or 5");
+    anyhow::ensure!(
+        args.raftqd.exists(),
+        "{} not found (cargo build --release --bins)",
+        args.raftqd.display()
+    );
+    let tmp = tempfile::Builder::new().prefix("raftq-chaos-").tempdir()?;
+    let out = match &args.out {
+        Some(o) => o.clone(),
+        None => tmp.path().join("out"),
+    };
+    std::fs::create_dir_all(&out)?;
+    let net = match net::unavailable() {
+        None => Some(net::Net::setup(args.nodes).context("network namespaces")?),
+        Some(why) if args.require_netns => anyhow::bail!("partitions required but {why}"),
+        Some(why) => {
+            println!("SKIPPED: partitions ({why}); running process faults on 127.0.0.1 only");
+            None
+        }
+    };
+    let base_port = 20000 + (std::process::id() % 20000) as u16;
+    let mut cluster = cluster::Cluster::new(
+        args.nodes,
+        net.as_ref(),
+        base_port,
+        tmp.path(),
+        args.raftqd.clone(),
+    );
+    cluster.start_all()?;
+    let addrs = cluster.addrs();
+    let queues: Vec<String> = (0..args.queues).map(|i| format!("chaos-{i}")).collect();
+    create_queues(&addrs, &queues).await?;
+
+    let started = Instant::now();
+    let (rec, mut rx) = workload::Recorder::new(started);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let client = Client::lazy(addrs.clone(), ClientOptions::default())?;
+    let drain_idle = Duration::from_secs(5);
+    let hard_stop = started + args.duration + Duration::from_secs(180);
+    let mut tasks = Vec::new();
+    for (i, q) in queues.iter().enumerate() {
+        let i = i as u32;
+        tasks.push(tokio::spawn(workload::idempotent_producer(
+            client.clone(),
+            q.clone(),
+            2 * i + 1,
+            args.rate,
+            rec.clone(),
+            stop_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(workload::plain_producer(
+            client.clone(),
+            q.clone(),
+            2 * i + 2,
+            (args.rate / 5).max(1),
+            rec.clone(),
+            stop_rx.clone(),
+        )));
+        for c in 0..2u64 {
+            let id = u64::from(i) * 10 + c + 1;
+            tasks.push(tokio::spawn(workload::consumer(
+                client.clone(),
+                q.clone(),
+                id,
+                args.seed ^ id,
+                rec.clone(),
+                stop_rx.clone(),
+                drain_idle,
+                hard_stop,
+            )));
+        }
+    }
+    let observer = tokio::spawn(workload::observe_leaders(
+        cluster
+            .ids()
+            .into_iter()
+            .zip(addrs.iter().cloned())
+            .collect(),
+        queues.clone(),
+        rec.clone(),
+        stop_rx.clone(),
+    ));
+
+    let mut events: Vec<Event> = Vec::new();
+    let mut nemesis = nemesis::Nemesis::new(args.seed, queues.clone());
+    // Load first, then faults until the deadline, each followed by recovery.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    while started.elapsed() < args.duration {
+        if let Err(e) = nemesis.strike(&mut cluster, net.as_ref(), &rec).await {
+            eprintln!("fault failed: {e:#}");
+            cluster.heal()?;
+            if let Some(n) = &net {
+                n.heal()?;
+            }
+        }
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        let recover = Duration::from_millis(nemesis_recovery(&mut nemesis));
+        tokio::time::sleep(recover).await;
+    }
+    // Heal everything, stop producing, let consumers drain every queue.
+    if let Some(n) = &net {
+        n.heal()?;
+    }
+    cluster.heal()?;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = observer.await;
+    drop(rec);
+    while let Some(e) = rx.recv().await {
+        events.push(e);
+    }
+
+    let report = checker::check(&events);
+    let mut history = std::fs::File::create(out.join("history.jsonl"))?;
+    for e in &events {
+        writeln!(history, "{}", serde_json::to_string(e)?)?;
+    }
+    let title = format!(
+        "raftq chaos: {} nodes, seed {}, {:?}",
+        args.nodes, args.seed, args.duration
+    );
+    std::fs::write(out.join("plot.html"), report::html(&events, &title))?;
+    let kills = nemesis.counts.get("kill-leader").copied().unwrap_or(0);
+    let partitions: u32 = ["isolate-leader", "split", "bridge"]
+        .iter()
+        .map(|k| nemesis.counts.get(k).copied().unwrap_or(0))
+        .sum();
+    let summary = serde_json::json!({
+        "nodes": args.nodes, "seed": args.seed, "duration_s": args.duration.as_secs(),
+        "faults": report.faults, "leader_kills": kills, "partitions": partitions,
+        "fault_kinds": nemesis.counts,
+        "confirmed": report.confirmed, "failed_publishes": report.failed_publishes,
+        "delivered": report.delivered, "acked": report.acked,
+        "lost": report.lost, "unexpected": report.unexpected, "resurrected": report.resurrected,
+        "duplicates": report.duplicates, "fifo_violations": report.fifo_violations,
+        "split_brain": report.split_brain,
+        "failover_median_ms": report.failover_median_ms, "failover_max_ms": report.failover_max_ms,
+        "partitions_enabled": net.is_some(),
+    });
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(
+            &serde_json::json!({"summary": summary, "examples": report.examples}),
+        )?,
+    )?;
+    println!(
+        "chaos: {} faults ({kills} leader kills, {partitions} partitions), {} confirmed, {} delivered, {} acked; \
+         lost {}, unexpected {}, resurrected {}, duplicates {} (allowed), FIFO violations {}, split brain {}; \
+         failover median {} ms, max {} ms",
+        report.faults, report.confirmed, report.delivered, report.acked, report.lost, report.unexpected,
+        report.resurrected, report.duplicates, report.fifo_violations, report.split_brain,
+        report.failover_median_ms, report.failover_max_ms
+    );
+    for ex in &report.examples {
+        println!("  {ex}");
+    }
+    if args.out.is_some() {
+        println!("history, report.json and plot.html in {}", out.display());
+    }
+    println!("{summary}");
+    Ok(report.anomalies() == 0)
+}
+
+fn nemesis_recovery(n: &mut nemesis::Nemesis) -> u64 {
+    use rand::Rng;
+    n.rng.gen_range(2000..4000)
+}

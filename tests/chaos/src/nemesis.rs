@@ -1,0 +1,207 @@
+//! The fault schedule: seeded, so a run can be replayed. Each fault is made,
+//! held for a while, healed, and then the cluster gets time to recover
+//! before the next one.
+
+use std::time::Duration;
+
+use raftq_client::{Client, ClientOptions};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::cluster::Cluster;
+use crate::net::Net;
+use crate::workload::Recorder;
+use raftq_chaos::history::Event;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    KillLeader,
+    KillNode,
+    PauseLeader,
+    IsolateLeader,
+    Split,
+    Bridge,
+    RestartAll,
+}
+
+impl Fault {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::KillLeader => "kill-leader",
+            Fault::KillNode => "kill-node",
+            Fault::PauseLeader => "pause-leader",
+            Fault::IsolateLeader => "isolate-leader",
+            Fault::Split => "split",
+            Fault::Bridge => "bridge",
+            Fault::RestartAll => "restart-all",
+        }
+    }
+}
+
+/// Weighted choice: leader kills most often; partitions only with namespaces.
+pub fn choose(rng: &mut StdRng, partitions: bool) -> Fault {
+    let table: &[(Fault, u32)] = if partitions {
+        &[
+            (Fault::KillLeader, 40),
+            (Fault::KillNode, 8),
+            (Fault::PauseLeader, 12),
+            (Fault::IsolateLeader, 15),
+            (Fault::Split, 10),
+            (Fault::Bridge, 10),
+            (Fault::RestartAll, 5),
+        ]
+    } else {
+        &[
+            (Fault::KillLeader, 60),
+            (Fault::KillNode, 15),
+            (Fault::PauseLeader, 20),
+            (Fault::RestartAll, 5),
+        ]
+    };
+    let total: u32 = table.iter().map(|(_, w)| w).sum();
+    let mut roll = rng.gen_range(0..total);
+    for (f, w) in table {
+        if roll < *w {
+            return *f;
+        }
+        roll -= w;
+    }
+    Fault::KillLeader
+}
+
+async fn leader_of(addrs: &[String], queue: &str) -> Option<u64> {
+    let client = Client::lazy(
+        addrs.to_vec(),
+        ClientOptions {
+            request_timeout: Duration::from_millis(500),
+            retry_deadline: Duration::from_secs(3),
+            ..Default::default()
+        },
+    )
+    .ok()?;
+    let info = client.get_queue(queue).await.ok()?;
+    (info.leader_id != 0).then_some(info.leader_id)
+}
+
+pub struct Nemesis {
+    pub rng: StdRng,
+    pub queues: Vec<String>,
+    pub counts: std::collections::BTreeMap<&'static str, u32>,
+}
+
+impl Nemesis {
+    pub fn new(seed: u64, queues: Vec<String>) -> Self {
+        Self {
+            rng: StdRng::seed_from_u64(seed),
+            queues,
+            counts: Default::default(),
+        }
+    }
+
+    /// Makes one fault, holds it, heals it, and records it.
+    pub async fn strike(
+        &mut self,
+        cluster: &mut Cluster,
+        net: Option<&Net>,
+        rec: &Recorder,
+    ) -> anyhow::Result<()> {
+        let fault = choose(&mut self.rng, net.is_some());
+        let queue = self.queues[self.rng.gen_range(0..self.queues.len())].clone();
+        let ids = cluster.ids();
+        let n = ids.len();
+        let hold = Duration::from_millis(self.rng.gen_range(1500..3500));
+        let leader = leader_of(&cluster.addrs(), &queue).await;
+        let t = rec.now();
+        let target_queue = matches!(
+            fault,
+            Fault::KillLeader | Fault::PauseLeader | Fault::IsolateLeader
+        )
+        .then(|| queue.clone());
+        let detail = match (fault, leader) {
+            (Fault::KillLeader | Fault::PauseLeader | Fault::IsolateLeader, None) => {
+                // No leader known right now: nothing to aim at; try later.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return Ok(());
+            }
+            (Fault::KillLeader, Some(l)) => {
+                cluster.kill(l)?;
+                tokio::time::sleep(hold).await;
+                cluster.start(l)?;
+                format!("SIGKILL node {l} (leader of {queue}), restarted after {hold:?}")
+            }
+            (Fault::KillNode, _) => {
+                let victim = ids[self.rng.gen_range(0..n)];
+                cluster.kill(victim)?;
+                tokio::time::sleep(hold).await;
+                cluster.start(victim)?;
+                format!("SIGKILL node {victim}, restarted after {hold:?}")
+            }
+            (Fault::PauseLeader, Some(l)) => {
+                cluster.pause(l)?;
+                tokio::time::sleep(hold).await;
+                cluster.resume(l)?;
+                format!("SIGSTOP node {l} (leader of {queue}) for {hold:?}")
+            }
+            (Fault::IsolateLeader, Some(l)) => {
+                let net = net.ok_or_else(|| anyhow::anyhow!("partition without namespaces"))?;
+                for other in ids.iter().filter(|i| **i != l) {
+                    net.cut(l as usize, *other as usize)?;
+                }
+                tokio::time::sleep(hold).await;
+                net.heal()?;
+                format!("isolated node {l} (leader of {queue}) for {hold:?}")
+            }
+            (Fault::Split, _) => {
+                let net = net.ok_or_else(|| anyhow::anyhow!("partition without namespaces"))?;
+                let minority = (n - 1) / 2;
+                let mut shuffled = ids.clone();
+                for i in (1..shuffled.len()).rev() {
+                    shuffled.swap(i, self.rng.gen_range(0..=i));
+                }
+                let (small, big) = shuffled.split_at(minority);
+                for a in small {
+                    for b in big {
+                        net.cut(*a as usize, *b as usize)?;
+                    }
+                }
+                tokio::time::sleep(hold).await;
+                net.heal()?;
+                format!("split {small:?} | {big:?} for {hold:?}")
+            }
+            (Fault::Bridge, _) => {
+                let net = net.ok_or_else(|| anyhow::anyhow!("partition without namespaces"))?;
+                // One node sees both sides; the sides do not see each other.
+                let bridge = ids[self.rng.gen_range(0..n)];
+                let rest: Vec<u64> = ids.iter().copied().filter(|i| *i != bridge).collect();
+                let (left, right) = rest.split_at(rest.len() / 2);
+                for a in left {
+                    for b in right {
+                        net.cut(*a as usize, *b as usize)?;
+                    }
+                }
+                tokio::time::sleep(hold).await;
+                net.heal()?;
+                format!("bridge {bridge} between {left:?} and {right:?} for {hold:?}")
+            }
+            (Fault::RestartAll, _) => {
+                for id in &ids {
+                    cluster.kill(*id)?;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                cluster.start_all()?;
+                "SIGKILL every node, then start them all".to_string()
+            }
+        };
+        let end = rec.now();
+        *self.counts.entry(fault.name()).or_default() += 1;
+        eprintln!("[{:>7.1}s] {}: {detail}", t as f64 / 1000.0, fault.name());
+        rec.record(Event::Fault {
+            t,
+            end,
+            kind: fault.name().into(),
+            detail,
+            queue: target_queue,
+        });
+        Ok(())
+    }
+}

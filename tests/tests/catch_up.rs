@@ -1,0 +1,46 @@
+//! A follower that was down while the queue took many large batches catches
+//! up after its restart. openraft gives each AppendEntries one heartbeat
+//! interval (50 ms) to complete; when a request could carry a thousand
+//! entries of whole client batches, a lagging follower's catch-up request
+//! never fit, timed out forever, and the group lost its quorum as soon as
+//! another node failed (found by `raftq bench failover`).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use raftq_proto::v1::QueueOptions;
+use raftq_tests::cluster::Cluster;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_by_many_large_batches_catches_up() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster
+        .create_queue("big", QueueOptions::default())
+        .await
+        .leader_id;
+    let follower = cluster.others(&[leader])[0];
+    cluster.kill(follower);
+
+    // 300 entries of 100 messages x 512 B: ~15 MB the follower misses.
+    let messages: Vec<Bytes> = (0..30_000u32)
+        .map(|i| {
+            let mut body = format!("m{i:08} ").into_bytes();
+            body.resize(512, b'x');
+            Bytes::from(body)
+        })
+        .collect();
+    let stored = cluster.publish_all(leader, "big", &messages).await;
+    assert_eq!(stored.len(), messages.len());
+
+    cluster.restart(follower);
+    let took = cluster
+        .wait_caught_up(follower, "big", Duration::from_secs(60))
+        .await;
+    eprintln!("follower {follower} caught up on ~15 MB in {took:?}");
+
+    // And it now carries the quorum: the other follower can go.
+    let other = cluster.others(&[leader, follower])[0];
+    cluster.kill(other);
+    let more = cluster.publish_all(leader, "big", &messages[..100]).await;
+    assert_eq!(more.len(), 100);
+}
