@@ -116,9 +116,21 @@ pub struct Drained {
 }
 
 impl Drained {
-    /// (offset, payload) of every acked message.
+    /// (offset, payload) of every message whose ack was confirmed.
     pub fn acked_set(&self) -> BTreeSet<(u64, Vec<u8>)> {
         self.acked.iter().map(|(o, p)| (*o, p.clone())).collect()
+    }
+
+    /// (offset, payload) of every message delivered at least once. This, not
+    /// `acked_set`, is what a loss check compares with the confirmed set: an ack
+    /// sent just before a leader change may be applied although its confirm
+    /// never arrived (the session ended first), and then the message is rightly
+    /// not delivered again.
+    pub fn delivered_set(&self) -> BTreeSet<(u64, Vec<u8>)> {
+        self.deliveries
+            .iter()
+            .map(|d| (d.offset, d.payload.to_vec()))
+            .collect()
     }
 
     /// Deliveries whose (offset, payload) is not in `expected`: a message nobody
@@ -131,13 +143,17 @@ impl Drained {
     }
 }
 
-/// Consumes and acks until `expect` messages are acked (resubscribing across
-/// failovers through any of `addrs`), then waits `settle_idle` more to catch any
-/// unexpected extra delivery.
+/// Consumes and acks until `expect` distinct messages were delivered
+/// (resubscribing across failovers through any of `addrs`), then idles 0.7 s
+/// more to take redeliveries and catch any unexpected extra delivery.
 pub async fn drain(addrs: &[String], queue: &str, expect: usize, timeout: Duration) -> Drained {
     let deadline = Instant::now() + timeout;
     let mut out = Drained::default();
     let mut attempt = 0;
+    // Offsets delivered at least once: the drain is done when `expect` of them
+    // came (see `Drained::delivered_set`), then idles briefly to take any
+    // redelivery of a message whose ack was not applied.
+    let mut seen: BTreeSet<u64> = BTreeSet::new();
     'sessions: while Instant::now() < deadline {
         let addr = &addrs[attempt % addrs.len()];
         attempt += 1;
@@ -150,7 +166,7 @@ pub async fn drain(addrs: &[String], queue: &str, expect: usize, timeout: Durati
             if Instant::now() >= deadline {
                 break 'sessions;
             }
-            let idle = if out.acked.len() >= expect {
+            let idle = if seen.len() >= expect {
                 Duration::from_millis(700)
             } else {
                 Duration::from_secs(2)
@@ -166,6 +182,7 @@ pub async fn drain(addrs: &[String], queue: &str, expect: usize, timeout: Durati
                             _ => break,
                         }
                     }
+                    seen.extend(batch.iter().map(|d| d.offset));
                     out.deliveries.extend(batch.iter().cloned());
                     let offsets: Vec<u64> = batch.iter().map(|d| d.offset).collect();
                     match consumer.settle(offsets, SettleOutcome::Ack).await {
@@ -180,7 +197,7 @@ pub async fn drain(addrs: &[String], queue: &str, expect: usize, timeout: Durati
                         Err(_) => continue 'sessions,
                     }
                 }
-                Ok(None) if out.acked.len() >= expect => break 'sessions,
+                Ok(None) if seen.len() >= expect => break 'sessions,
                 Ok(None) if Instant::now() >= deadline => break 'sessions,
                 Ok(None) => {}
                 Err(_) => continue 'sessions,

@@ -229,7 +229,7 @@ async fn acked_messages_never_return_after_leader_kills_and_full_restart() {
         );
     }
     assert_eq!(
-        rest.acked.len() + acked.len(),
+        rest.delivered_set().len() + acked.len(),
         300,
         "every unacked message is still there"
     );

@@ -201,8 +201,10 @@ async fn settle_one(
                 "unexpected settle outcome {other:?}"
             ))),
         },
+        // Outcome unknown: the entry may still commit under a later leader.
+        // If it does not, the messages are redelivered.
         Err(e) => Err(Status::unavailable(format!(
-            "settle not committed ({e}); the messages will be redelivered"
+            "settle outcome unknown ({e}): if it was not applied, the messages will be redelivered"
         ))),
     };
     let _ = out.send(reply).await;
