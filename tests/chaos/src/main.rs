@@ -46,7 +46,13 @@ struct Args {
     #[arg(long, default_value = "target/release/raftqd")]
     raftqd: PathBuf,
     /// Fail instead of running without partitions when namespaces cannot be made.
-    #[arg(long, env = "RAFTQ_CHAOS_REQUIRE_NETNS")]
+    /// Also from RAFTQ_CHAOS_REQUIRE_NETNS (1/0, true/false, yes/no).
+    #[arg(
+        long,
+        env = "RAFTQ_CHAOS_REQUIRE_NETNS",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     require_netns: bool,
 }
 
@@ -81,9 +87,33 @@ async fn create_queues(addrs: &[String], queues: &[String]) -> anyhow::Result<()
     Ok(())
 }
 
+/// SIGINT or SIGTERM. Dropping the run then drops its cluster and network,
+/// whose `Drop`s kill the nodes and remove the namespaces and links.
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Args::parse()).await {
+    let args = Args::parse();
+    let outcome = tokio::select! {
+        outcome = run(args) => outcome,
+        _ = interrupted() => {
+            eprintln!("raftq-chaos: interrupted; nodes and namespaces removed");
+            return ExitCode::from(130);
+        }
+    };
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
