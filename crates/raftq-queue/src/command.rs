@@ -83,6 +83,16 @@ pub enum Command {
         /// Highest confirmed dead-letter sequence.
         up_to_seq: u64,
     },
+    /// Streams only: records the committed offset of a named consumer, the next
+    /// offset it will read. It may move backwards (a consumer may rewind).
+    CommitOffset {
+        /// Leader time.
+        now_ms: u64,
+        /// The consumer's name: 1 to 255 bytes.
+        consumer: String,
+        /// Next offset the consumer will read; at most the stream's next offset.
+        offset: Offset,
+    },
 }
 
 /// Why a publish stored nothing.
@@ -151,6 +161,9 @@ pub enum Outcome {
     },
     /// Every other command.
     Done,
+    /// The command is not valid for this queue or its state: nothing changed
+    /// (time aside). The string says why.
+    Invalid(String),
 }
 
 /// Work for the leader, derived deterministically from the state change.
@@ -178,7 +191,8 @@ impl Command {
             | Self::Detach { now_ms, .. }
             | Self::Settle { now_ms, .. }
             | Self::Tick { now_ms }
-            | Self::ResetConsumers { now_ms } => Some(*now_ms),
+            | Self::ResetConsumers { now_ms }
+            | Self::CommitOffset { now_ms, .. } => Some(*now_ms),
             Self::DeadLettered { .. } => None,
         }
     }

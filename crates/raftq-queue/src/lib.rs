@@ -1,7 +1,7 @@
 //! raftq's queue state machines: commands in, state and effects out.
 //!
-//! A [`WorkQueue`] is replicated by Raft: every replica applies the same
-//! committed [`Command`]s and so holds the same state. Nothing here does I/O,
+//! A [`WorkQueue`] or a [`StreamLog`] is replicated by Raft: every replica
+//! applies the same committed [`Command`]s and so holds the same state. Nothing here does I/O,
 //! reads a clock or draws a random number; time is the `now_ms` the leader put
 //! in each command. Deliveries and dead letters are [`Effect`]s that only the
 //! leader executes.
@@ -39,6 +39,25 @@
 //!   `dedup_window` producers are remembered, least recently used evicted.
 //! - **Publish validation order**: empty batch, oversize message, duplicate,
 //!   sequence gap, queue full. A refused publish changes nothing (time aside).
+//!
+//! ## Streams
+//!
+//! - A [`StreamLog`] is append-only: readers read by offset and never consume;
+//!   messages stay until retention removes the oldest. Time, offsets, publish
+//!   validation (minus the queue-full check) and idempotent producers are as
+//!   above.
+//! - **Retention**: after every command the oldest messages are removed while
+//!   `len > max_length`, `bytes > max_bytes` or
+//!   `publish_time_ms + max_age_ms <= now`. A publish is never refused for size;
+//!   a batch larger than `max_length` keeps only its newest messages (all its
+//!   offsets are still assigned and answered). Retained offsets are always the
+//!   dense range `first_offset..next_offset`.
+//! - **Committed offsets**: [`Command::CommitOffset`] stores, per consumer name,
+//!   the next offset it will read (at most `next_offset`; it may move back, and
+//!   may be below `first_offset`). At most [`MAX_STREAM_CONSUMERS`] names.
+//! - Attach, Detach and Settle are answered [`Outcome::Invalid`] (nothing
+//!   changes but time); ResetConsumers and DeadLettered do nothing. A work queue
+//!   answers `Invalid` to `CommitOffset`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -49,6 +68,7 @@ mod dedup;
 mod message;
 mod options;
 mod store;
+mod stream;
 mod work;
 
 pub use command::{Command, Effect, Outcome, ProducerSeq, PublishError, Settlement};
@@ -59,4 +79,5 @@ pub use dead_letter::{
 pub use dedup::BATCHES_PER_PRODUCER;
 pub use message::{ConsumerId, Delivery, Message, Offset, StoredView};
 pub use options::{Overflow, QueueOptions, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_MESSAGE_BYTES};
+pub use stream::{StreamLog, MAX_STREAM_CONSUMERS};
 pub use work::WorkQueue;

@@ -19,7 +19,15 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 1_048_576;
 /// Default for [`QueueOptions::dedup_window`].
 pub const DEFAULT_DEDUP_WINDOW: u32 = 1024;
 
-/// Policy of a work queue. `None` means "no limit" / "feature off".
+/// Policy of a queue. `None` means "no limit" / "feature off".
+///
+/// For a [`crate::StreamLog`], `max_length`, `max_bytes` and `max_age_ms` are
+/// retention limits: the oldest messages are removed to stay within them and a
+/// publish is never refused for size. `max_message_bytes` and `dedup_window`
+/// apply as for work queues. The work-queue-only options (`max_deliveries`,
+/// `dead_letter_queue`, `message_ttl_ms`, `overflow`, `ack_timeout_ms`,
+/// `single_active_consumer`) are ignored by streams (the server refuses them
+/// when a stream is created). A [`crate::WorkQueue`] ignores `max_age_ms`.
 ///
 /// `Some(0)` is taken literally (a TTL or ack timeout of zero expires at once), so
 /// the API layer should map a zero it receives to `None`.
@@ -46,6 +54,9 @@ pub struct QueueOptions {
     pub dedup_window: u32,
     /// Deliver only to the earliest-attached consumer still attached.
     pub single_active_consumer: bool,
+    /// Streams only: messages are removed once `publish_time_ms + max_age_ms <=`
+    /// the stream's clock. Ignored by work queues.
+    pub max_age_ms: Option<u64>,
 }
 
 impl Default for QueueOptions {
@@ -61,6 +72,7 @@ impl Default for QueueOptions {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             dedup_window: DEFAULT_DEDUP_WINDOW,
             single_active_consumer: false,
+            max_age_ms: None,
         }
     }
 }

@@ -90,6 +90,9 @@ impl WorkQueue {
                 self.outbox.confirm(up_to_seq);
                 Outcome::Done
             }
+            Command::CommitOffset { .. } => Outcome::Invalid(
+                "queue is a work queue: CommitOffset is only for streams".to_string(),
+            ),
         };
         self.expire(effects);
         self.dispatch(effects);

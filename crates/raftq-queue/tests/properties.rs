@@ -94,6 +94,7 @@ fn options() -> impl Strategy<Value = QueueOptions> {
                 max_message_bytes: mmb,
                 dedup_window: window,
                 single_active_consumer: sac,
+                max_age_ms: None,
             },
         )
 }

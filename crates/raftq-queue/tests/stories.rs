@@ -171,6 +171,7 @@ impl Story {
                 out.push('\n');
             }
             Outcome::Done => {}
+            Outcome::Invalid(reason) => writeln!(out, "invalid: {reason}").unwrap(),
         }
         for effect in effects {
             match effect {

@@ -149,6 +149,9 @@ impl Model {
                 self.pending.retain(|d| d.seq > up_to_seq);
                 Outcome::Done
             }
+            Command::CommitOffset { .. } => Outcome::Invalid(
+                "queue is a work queue: CommitOffset is only for streams".to_string(),
+            ),
         };
         self.expire(&mut fx);
         self.dispatch(&mut fx);
