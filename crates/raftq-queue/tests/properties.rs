@@ -66,6 +66,11 @@ enum Op {
     DeadLettered {
         which: usize,
     },
+    /// A stream command: refused as invalid, only time passes.
+    CommitOffset {
+        advance: u64,
+        offset: u64,
+    },
     Snapshot,
 }
 
@@ -127,8 +132,9 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(advance, busy, consumer, picks, outcome)| Op::Settle { advance, busy, consumer, picks, outcome }),
         2 => advance.clone().prop_map(|advance| Op::Tick { advance }),
         1 => (1u64..100).prop_map(|back| Op::TickBack { back }),
-        1 => advance.prop_map(|advance| Op::Reset { advance }),
+        1 => advance.clone().prop_map(|advance| Op::Reset { advance }),
         1 => any::<usize>().prop_map(|which| Op::DeadLettered { which }),
+        1 => (advance.clone(), 0u64..10).prop_map(|(advance, offset)| Op::CommitOffset { advance, offset }),
         1 => Just(Op::Snapshot),
     ]
 }
@@ -293,6 +299,11 @@ impl Harness {
                 };
                 Command::DeadLettered { up_to_seq }
             }
+            Op::CommitOffset { advance, offset } => Command::CommitOffset {
+                now_ms: at(advance),
+                consumer: "c".to_string(),
+                offset,
+            },
             Op::Snapshot => {
                 let restored = snapshot(&self.queue);
                 self.original = Some(std::mem::replace(&mut self.queue, restored));
