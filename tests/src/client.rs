@@ -44,7 +44,10 @@ pub async fn cluster_status(addr: &str) -> Result<ClusterStatusResponse, Status>
 pub async fn get_queue(addr: &str, name: &str) -> Result<QueueInfo, Status> {
     Ok(admin(addr)
         .await?
-        .get_queue(GetQueueRequest { name: name.into() })
+        .get_queue(GetQueueRequest {
+            name: name.into(),
+            consistency: None,
+        })
         .await?
         .into_inner())
 }

@@ -21,10 +21,11 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         "s" => 1.0,
         "m" => 60.0,
         "h" => 3600.0,
+        "d" => 86_400.0,
         "" => return Err(format!("duration {s:?} needs a unit: {s}s or {s}ms?")),
         other => {
             return Err(format!(
-                "invalid duration unit {other:?} in {s:?}: use ms, s, m or h"
+                "invalid duration unit {other:?} in {s:?}: use ms, s, m, h or d"
             ))
         }
     };
@@ -43,6 +44,7 @@ mod tests {
         assert_eq!(parse("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert_eq!(parse(" 0 "), Ok(Duration::ZERO));
         assert_eq!(parse("0s"), Ok(Duration::ZERO));
     }
@@ -51,7 +53,7 @@ mod tests {
     fn refuses_what_it_would_have_to_guess() {
         assert!(parse("30").unwrap_err().contains("needs a unit"));
         assert!(parse("ten").is_err());
-        assert!(parse("5d").unwrap_err().contains("unit"));
+        assert!(parse("5w").unwrap_err().contains("unit"));
         assert!(parse("").is_err());
         assert!(parse("1.2.3s").is_err());
         assert!(parse("-1s").is_err());

@@ -40,7 +40,8 @@ enum Command {
     Queue(cmd::queue::QueueCommand),
     /// Publish messages (arguments, stdin lines, or generated with --count).
     Publish(cmd::publish::PublishArgs),
-    /// Consume messages, acking each after printing it.
+    /// Consume messages, acking each after printing it. On a stream: read
+    /// from --from or a --name consumer's committed offset (nothing is consumed).
     Consume(cmd::consume::ConsumeArgs),
     /// Read messages by offset without consuming them (from the first server only).
     Read(cmd::read::ReadArgs),

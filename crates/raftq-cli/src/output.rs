@@ -89,6 +89,10 @@ pub fn queue_json(q: &QueueInfo) -> Value {
         "applied_index": q.applied_index,
         "group_id": q.group_id,
         "answered_by": q.answered_by,
+        "bytes": q.bytes,
+        "first_offset": q.first_offset,
+        "next_offset": q.next_offset,
+        "consumer_offsets": q.consumer_offsets,
         "replica_status": q.replica_status.iter().map(|r| json!({
             "node": r.node_id, "matched_index": r.matched_index, "lag": r.lag
         })).collect::<Vec<_>>(),
@@ -104,6 +108,7 @@ pub fn queue_json(q: &QueueInfo) -> Value {
             "max_message_bytes": o.max_message_bytes,
             "dedup_window": o.dedup_window,
             "single_active_consumer": o.single_active_consumer,
+            "max_age_ms": o.max_age_ms,
         },
     })
 }

@@ -113,6 +113,7 @@ impl Client {
                 let req = request(
                     GetQueueRequest {
                         name: name.to_string(),
+                        consistency: None,
                     },
                     timeout,
                 );

@@ -304,6 +304,7 @@ impl Client {
             let req = request(
                 GetQueueRequest {
                     name: queue.to_string(),
+                    consistency: None,
                 },
                 timeout,
             );

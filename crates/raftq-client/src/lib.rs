@@ -36,6 +36,7 @@ mod error;
 mod message;
 mod producer;
 mod retry;
+mod stream;
 
 pub use client::{Client, ClientOptions};
 pub use consumer::{Consumer, Offsets, SettleFuture, Settlement, Settler};
@@ -47,6 +48,7 @@ pub use raftq_proto::v1::{
     QueueKind, QueueOptions, ReadResponse, ReplicaStatus, SettleOutcome, StoredMessage,
 };
 pub use retry::Backoff;
+pub use stream::{StreamOptions, StreamReader, StreamStart};
 
 impl Client {
     /// An idempotent, pipelined producer for `queue` with default batching.

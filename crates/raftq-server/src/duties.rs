@@ -1,7 +1,7 @@
 //! What the leader of a queue group does besides answering requests:
 //! - on winning an election, commit `ResetConsumers` before accepting consumers,
 //!   so every message the old leader had out is returned exactly once;
-//! - stamp `Tick`s into the log when a TTL or ack timeout falls due;
+//! - stamp `Tick`s into the log when a TTL, ack timeout or stream max age falls due;
 //! - hand dead letters to their target queue (idempotently) and confirm them;
 //! - on losing leadership, end the consumer sessions hosted here.
 
@@ -32,22 +32,22 @@ fn idle_wait(group: &Group, was_leader: bool) -> Option<Duration> {
         return Some(IDLE_CHECK);
     }
     let applied = group.shared.read();
-    match &applied.state {
+    let deadline = match &applied.state {
         GroupState::Work(q) => {
             if q.pending_dead_letters().next().is_some() {
                 return Some(IDLE_CHECK);
             }
-            let due_in = q
-                .next_deadline()
-                .map(|d| Duration::from_millis(d.saturating_sub(now_ms())));
-            Some(
-                due_in
-                    .unwrap_or(MAX_IDLE)
-                    .clamp(Duration::from_millis(10), MAX_IDLE),
-            )
+            q.next_deadline()
         }
-        GroupState::Catalog(_) => Some(MAX_IDLE),
-    }
+        GroupState::Stream(s) => s.next_deadline(),
+        GroupState::Catalog(_) => None,
+    };
+    let due_in = deadline.map(|d| Duration::from_millis(d.saturating_sub(now_ms())));
+    Some(
+        due_in
+            .unwrap_or(MAX_IDLE)
+            .clamp(Duration::from_millis(10), MAX_IDLE),
+    )
 }
 
 async fn sleep_or_forever(wait: Option<Duration>) {
@@ -109,6 +109,7 @@ async fn tick_if_due(group: &Group) {
         let applied = group.shared.read();
         match &applied.state {
             GroupState::Work(q) => q.next_deadline().is_some_and(|d| d <= now),
+            GroupState::Stream(s) => s.next_deadline().is_some_and(|d| d <= now),
             GroupState::Catalog(_) => false,
         }
     };
@@ -128,7 +129,7 @@ async fn forward_dead_letters(node: &Arc<Node>, group: &Group, queue: &str) {
         let applied = group.shared.read();
         match &applied.state {
             GroupState::Work(q) => q.pending_dead_letters().take(256).cloned().collect(),
-            GroupState::Catalog(_) => return,
+            GroupState::Stream(_) | GroupState::Catalog(_) => return,
         }
     };
     let mut confirmed_up_to = None;

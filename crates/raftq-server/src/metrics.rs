@@ -100,6 +100,15 @@ pub struct NodeMetrics {
     pub read_index_requests: Counter,
     pub elections_won: Counter,
     pub publish_commit_latency: Histogram,
+    /// Time a consistent read waited: read index from the leader, then the
+    /// local replica applying up to it.
+    pub read_index_wait: Histogram,
+    /// Stream reads open on this node, served locally or relayed.
+    pub stream_readers_local: AtomicU64,
+    pub stream_readers_relayed: AtomicU64,
+    /// Messages sent to stream readers from the local replica.
+    pub stream_messages_served: Counter,
+    pub offsets_committed: Counter,
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
@@ -176,6 +185,38 @@ pub fn render(node: &Node) -> String {
         "raftq_publish_commit_seconds",
         "Time from proposing a publish to its commit.",
     );
+    m.read_index_wait.render(
+        &mut out,
+        "raftq_read_index_wait_seconds",
+        "Time a linearizable read waited for the read index and the local apply.",
+    );
+    gauge_header(
+        &mut out,
+        "raftq_stream_readers",
+        "Stream reads open on this node (local: served from its replica; relayed: from another node's).",
+    );
+    for (place, n) in [
+        ("local", &m.stream_readers_local),
+        ("relayed", &m.stream_readers_relayed),
+    ] {
+        let _ = writeln!(
+            out,
+            "raftq_stream_readers{{served=\"{place}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
+    counter(
+        &mut out,
+        "raftq_stream_messages_served_total",
+        "Messages sent to stream readers from this node's replicas.",
+        m.stream_messages_served.get(),
+    );
+    counter(
+        &mut out,
+        "raftq_offsets_committed_total",
+        "Stream consumer offset commits applied as leader here.",
+        m.offsets_committed.get(),
+    );
 
     let sent = &node.pool.sent;
     let _ = writeln!(
@@ -236,6 +277,8 @@ pub fn render(node: &Node) -> String {
         let applied = group.shared.read();
         let (depth, ready, unacked, consumers) = match &applied.state {
             GroupState::Work(q) => (q.depth(), q.ready(), q.unacked(), q.consumers() as u64),
+            // Stream readers are not attached consumers: nothing is unacked.
+            GroupState::Stream(s) => (s.len(), s.len(), 0, 0),
             GroupState::Catalog(_) => continue,
         };
         let max_lag = if is_leader {

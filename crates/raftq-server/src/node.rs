@@ -6,11 +6,11 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::{BasicNode, ServerState};
-use raftq_queue::WorkQueue;
+use raftq_queue::{StreamLog, WorkQueue};
 use raftq_store::NodeStore;
 use tokio::task::JoinHandle;
 
-use crate::catalog::{Catalog, QueueDef};
+use crate::catalog::{Catalog, QueueDef, QueueKind};
 use crate::config::Config;
 use crate::liveness::Liveness;
 use crate::metrics::NodeMetrics;
@@ -175,7 +175,7 @@ impl Node {
         let applied = meta.shared.read();
         match &applied.state {
             GroupState::Catalog(c) => Some(f(c)),
-            GroupState::Work(_) => None,
+            GroupState::Work(_) | GroupState::Stream(_) => None,
         }
     }
 
@@ -253,7 +253,11 @@ impl Node {
         if self.group(def.group).is_some() {
             return Ok(());
         }
-        let initial = GroupState::Work(Box::new(WorkQueue::new(def.spec.options.clone())));
+        let options = def.spec.options.clone();
+        let initial = match def.spec.kind {
+            QueueKind::Work => GroupState::Work(Box::new(WorkQueue::new(options))),
+            QueueKind::Stream => GroupState::Stream(Box::new(StreamLog::new(options))),
+        };
         let group = self.start_group(def.group, initial).await?;
         let initialized = group
             .raft

@@ -102,6 +102,24 @@ pub fn route(
     Ok(route)
 }
 
+/// Addresses of a queue's replicas other than this node, in the order a read
+/// should try them: replicas heard from recently first, in random order so
+/// forwarded reads spread over them; the silent ones last, nearest first.
+pub fn replica_addrs(node: &Node, replicas: &[NodeId]) -> Vec<(NodeId, String)> {
+    use rand::seq::SliceRandom;
+    let (mut up, mut silent): (Vec<_>, Vec<_>) = replicas
+        .iter()
+        .filter(|r| **r != node.id)
+        .filter_map(|r| Some((*r, node.node_addr(*r)?, node.elapsed_since_seen(*r))))
+        .partition(|(_, _, seen)| seen.is_some_and(|s| s < crate::liveness::DOWN_AFTER));
+    up.shuffle(&mut rand::thread_rng());
+    silent.sort_by_key(|(_, _, seen)| seen.unwrap_or(std::time::Duration::MAX));
+    up.into_iter()
+        .chain(silent)
+        .map(|(id, addr, _)| (id, addr))
+        .collect()
+}
+
 /// Waits until `group` knows a leader other than `stale` (a dead or deposed
 /// one), or `until`; true when it does.
 pub async fn leader_change(

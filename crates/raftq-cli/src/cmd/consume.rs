@@ -7,17 +7,17 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
-use raftq_client::{Client, Consumer, Delivery, Error, Settlement};
+use raftq_client::{Client, Consumer, Delivery, Error, QueueKind, Settlement, StreamStart};
 use serde_json::json;
 
 use crate::outln;
 
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
-    queue: String,
+    pub(crate) queue: String,
     /// Stop after this many messages.
     #[arg(long)]
-    count: Option<u64>,
+    pub(crate) count: Option<u64>,
     /// Unacked deliveries the server may push ahead.
     #[arg(long, default_value_t = 100)]
     prefetch: u32,
@@ -28,7 +28,19 @@ pub struct ConsumeArgs {
         default_value = "2s",
         value_parser = crate::duration::parse
     )]
-    timeout_idle: Duration,
+    pub(crate) timeout_idle: Duration,
+    /// Streams: where to start: first, last, next, an offset, or @UNIX_MS (the
+    /// first message published at or after that time). Implies a stream.
+    #[arg(long, value_parser = crate::cmd::consume_stream::parse_start)]
+    pub(crate) from: Option<StreamStart>,
+    /// Streams: a named consumer resumes from its committed offset on any
+    /// node, and commits as it goes. Implies a stream.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Streams: commit the named consumer's offset every this many messages
+    /// (and always at the end).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) commit_every: u64,
 }
 
 /// Credit to ask for: never more than the messages still wanted, so a
@@ -139,6 +151,13 @@ fn print(delivery: &Delivery, json_out: bool) -> std::io::Result<()> {
 }
 
 pub async fn run(client: &Client, args: &ConsumeArgs, json_out: bool) -> anyhow::Result<()> {
+    let stream = args.from.is_some()
+        || args.name.is_some()
+        || client.get_queue(&args.queue).await?.options.map(|o| o.kind)
+            == Some(QueueKind::Stream as i32);
+    if stream {
+        return crate::cmd::consume_stream::run(client, args, json_out).await;
+    }
     let prefetch = effective_prefetch(args.prefetch, args.count);
     let mut consumer = client.consumer(&args.queue, prefetch).await?;
     let mut acks = Acks {

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod consume;
+pub mod consume_stream;
 pub mod publish;
 pub mod queue;
 pub mod read;

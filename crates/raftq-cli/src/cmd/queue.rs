@@ -50,12 +50,16 @@ pub struct CreateArgs {
     /// How long a ready message may wait, e.g. 30s.
     #[arg(long, value_parser = crate::duration::parse)]
     message_ttl: Option<Duration>,
-    /// Most messages stored (ready + unacked).
+    /// Most messages stored (work: ready + unacked; stream: retained, oldest
+    /// removed first).
     #[arg(long)]
     max_length: Option<u64>,
-    /// Most payload bytes stored.
+    /// Most payload bytes stored (a stream removes its oldest past it).
     #[arg(long)]
     max_bytes: Option<u64>,
+    /// Streams: remove messages older than this, e.g. 7d or 12h.
+    #[arg(long, value_parser = crate::duration::parse)]
+    max_age: Option<Duration>,
     /// What a publish past max-length / max-bytes does.
     #[arg(long, value_enum, default_value = "reject-publish")]
     overflow: OverflowArg,
@@ -124,6 +128,7 @@ impl CreateArgs {
             max_message_bytes: self.max_message_bytes.unwrap_or(0),
             dedup_window: self.dedup_window.unwrap_or(0),
             single_active_consumer: self.single_active_consumer,
+            max_age_ms: millis(self.max_age),
         }
     }
 }
@@ -213,13 +218,28 @@ fn print_info(info: &raftq_client::QueueInfo) -> std::io::Result<()> {
             r.lag
         )?;
     }
-    outln!(
-        "depth      {} ({} ready, {} unacked)",
-        info.depth,
-        info.ready,
-        info.unacked
-    )?;
-    outln!("consumers  {}", info.consumers)?;
+    if o.kind == QueueKind::Stream as i32 {
+        outln!(
+            "messages   {} retained, offsets {}..{} ({} bytes)",
+            info.depth,
+            info.first_offset,
+            info.next_offset,
+            info.bytes
+        )?;
+        let mut names: Vec<_> = info.consumer_offsets.iter().collect();
+        names.sort();
+        for (name, offset) in names {
+            outln!("  consumer {name}: committed offset {offset}")?;
+        }
+    } else {
+        outln!(
+            "depth      {} ({} ready, {} unacked)",
+            info.depth,
+            info.ready,
+            info.unacked
+        )?;
+        outln!("consumers  {}", info.consumers)?;
+    }
     outln!(
         "raft       group {}, term {}, applied index {} (answered by node {})",
         info.group_id,
@@ -243,7 +263,10 @@ fn print_info(info: &raftq_client::QueueInfo) -> std::io::Result<()> {
     if o.max_bytes > 0 {
         opts.push(format!("max-bytes {}", o.max_bytes));
     }
-    if o.max_length > 0 || o.max_bytes > 0 {
+    if o.max_age_ms > 0 {
+        opts.push(format!("max-age {}ms", o.max_age_ms));
+    }
+    if o.kind != QueueKind::Stream as i32 && (o.max_length > 0 || o.max_bytes > 0) {
         let overflow = if o.overflow == 1 {
             "drop-head"
         } else {

@@ -47,6 +47,7 @@ impl Client {
         let req = request(
             GetQueueRequest {
                 name: queue.to_string(),
+                consistency: None,
             },
             ASK_TIMEOUT,
         );

@@ -33,11 +33,7 @@ pub fn spec_from_proto(name: &str, o: Option<ProtoOptions>) -> Result<QueueSpec,
     let o = o.unwrap_or_default();
     let kind = match ProtoKind::try_from(o.kind) {
         Ok(ProtoKind::Work) => QueueKind::Work,
-        Ok(ProtoKind::Stream) => {
-            return Err(ApiError::InvalidArgument(
-                "stream queues are not available in this version".into(),
-            ))
-        }
+        Ok(ProtoKind::Stream) => QueueKind::Stream,
         Err(_) => {
             return Err(ApiError::InvalidArgument(format!(
                 "unknown queue kind {}",
@@ -55,6 +51,7 @@ pub fn spec_from_proto(name: &str, o: Option<ProtoOptions>) -> Result<QueueSpec,
             )))
         }
     };
+    check_kind_options(kind, &o)?;
     let dead_letter_queue = nonzero(o.dead_letter_queue);
     if let Some(dlq) = &dead_letter_queue {
         if let Some(reason) = invalid_queue_name(dlq) {
@@ -98,8 +95,45 @@ pub fn spec_from_proto(name: &str, o: Option<ProtoOptions>) -> Result<QueueSpec,
             max_message_bytes,
             dedup_window: nonzero(o.dedup_window).unwrap_or(defaults.dedup_window),
             single_active_consumer: o.single_active_consumer,
+            max_age_ms: nonzero(o.max_age_ms),
         },
     })
+}
+
+/// Options that mean something for one kind only are refused on the other, so
+/// a setting never silently does nothing.
+fn check_kind_options(kind: QueueKind, o: &ProtoOptions) -> Result<(), ApiError> {
+    let set: Vec<&str> = match kind {
+        QueueKind::Stream => [
+            ("max_deliveries", o.max_deliveries != 0),
+            ("dead_letter_queue", !o.dead_letter_queue.is_empty()),
+            ("message_ttl_ms (use max_age_ms)", o.message_ttl_ms != 0),
+            (
+                "overflow (a stream drops its oldest)",
+                o.overflow != ProtoOverflow::RejectPublish as i32,
+            ),
+            ("ack_timeout_ms", o.ack_timeout_ms != 0),
+            ("single_active_consumer", o.single_active_consumer),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect(),
+        QueueKind::Work => [("max_age_ms (use message_ttl_ms)", o.max_age_ms != 0)]
+            .into_iter()
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect(),
+    };
+    if set.is_empty() {
+        return Ok(());
+    }
+    let kind = match kind {
+        QueueKind::Work => "work queue",
+        QueueKind::Stream => "stream",
+    };
+    Err(ApiError::InvalidArgument(format!(
+        "not an option of a {kind}: {}",
+        set.join(", ")
+    )))
 }
 
 pub fn options_to_proto(spec: &QueueSpec) -> ProtoOptions {
@@ -127,6 +161,7 @@ pub fn options_to_proto(spec: &QueueSpec) -> ProtoOptions {
         max_message_bytes: o.max_message_bytes,
         dedup_window: o.dedup_window,
         single_active_consumer: o.single_active_consumer,
+        max_age_ms: o.max_age_ms.unwrap_or(0),
     }
 }
 
@@ -213,7 +248,7 @@ pub async fn create_queue(
     // does not race the first election.
     let deadline = tokio::time::Instant::now() + LEADER_WAIT;
     loop {
-        let info = info::queue_info(node, &def, 0).await?;
+        let info = info::queue_info(node, &def, 0, None).await?;
         if info.leader_id != 0 || tokio::time::Instant::now() >= deadline {
             return Ok(CreateQueueResponse { queue: Some(info) });
         }
@@ -254,7 +289,7 @@ pub async fn list_queues(node: &Arc<Node>, hops: u32) -> Vec<QueueInfo> {
         .unwrap_or_default();
     let mut out = Vec::with_capacity(defs.len());
     for def in defs {
-        let info = info::queue_info(node, &def, hops)
+        let info = info::queue_info(node, &def, hops, None)
             .await
             .unwrap_or_else(|_| info::base_info(node, &def));
         out.push(info);

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
+use crate::catalog::QueueKind;
 use crate::error::ApiError;
 use crate::node::{now_ms, Group, Node};
 use crate::raft::types::{GroupCommand, GroupResponse};
@@ -45,6 +46,12 @@ pub async fn consume(
         ));
     };
     let def = router::queue_def(node, &sub.queue).await?;
+    if def.spec.kind == QueueKind::Stream {
+        return Err(ApiError::FailedPrecondition(format!(
+            "queue '{}' is a stream: read it with ReadStream (stream reads do not consume)",
+            def.name
+        )));
+    }
     let group = match router::route(node, def.group, &def.replicas, &def.name, hops)? {
         Route::Local(g) => g,
         Route::Remote { addr, .. } => return proxy(node, &addr, first, inbound, hops).await,

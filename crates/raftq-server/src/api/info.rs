@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use openraft::ServerState;
 use raftq_proto::v1::admin_service_client::AdminServiceClient;
-use raftq_proto::v1::{GetQueueRequest, QueueInfo, ReplicaStatus};
+use raftq_proto::v1::{Consistency, GetQueueRequest, QueueInfo, ReplicaStatus};
 
 use crate::api::admin::options_to_proto;
 use crate::catalog::QueueDef;
@@ -15,12 +15,6 @@ use crate::raft::state_machine::GroupState;
 
 const REMOTE_INFO_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Info from this node's replica. `None` when this node holds no replica.
-pub fn local_info(node: &Node, def: &QueueDef) -> Option<QueueInfo> {
-    let group = node.group(def.group)?;
-    Some(info_from_group(node, def, &group))
-}
-
 fn info_from_group(node: &Node, def: &QueueDef, group: &Group) -> QueueInfo {
     let metrics = group.raft.metrics().borrow().clone();
     let mut info = base_info(node, def);
@@ -29,11 +23,28 @@ fn info_from_group(node: &Node, def: &QueueDef, group: &Group) -> QueueInfo {
     {
         let applied = group.shared.read();
         info.applied_index = applied.last_applied.map(|l| l.index).unwrap_or(0);
-        if let GroupState::Work(q) = &applied.state {
-            info.depth = q.depth();
-            info.ready = q.ready();
-            info.unacked = q.unacked();
-            info.consumers = q.consumers() as u64;
+        match &applied.state {
+            GroupState::Work(q) => {
+                info.depth = q.depth();
+                info.ready = q.ready();
+                info.unacked = q.unacked();
+                info.consumers = q.consumers() as u64;
+                info.bytes = q.bytes();
+                info.next_offset = q.next_offset();
+            }
+            GroupState::Stream(s) => {
+                info.depth = s.len();
+                info.ready = s.len();
+                info.bytes = s.bytes();
+                info.first_offset = s.first_offset();
+                info.next_offset = s.next_offset();
+                info.consumer_offsets = s
+                    .committed_offsets()
+                    .map(|(name, offset)| (name.to_string(), offset))
+                    .collect();
+                info.consumers = info.consumer_offsets.len() as u64;
+            }
+            GroupState::Catalog(_) => {}
         }
     }
     if metrics.state == ServerState::Leader {
@@ -67,22 +78,26 @@ pub fn base_info(node: &Node, def: &QueueDef) -> QueueInfo {
     }
 }
 
-/// Info from a local replica, else from the first replica that answers.
+/// Info from a local replica (brought up to the leader's read index first when
+/// `consistency` asks for it), else from the first replica that answers.
 pub async fn queue_info(
     node: &Arc<Node>,
     def: &QueueDef,
     hops: u32,
+    consistency: Option<Consistency>,
 ) -> Result<QueueInfo, ApiError> {
-    if let Some(info) = local_info(node, def) {
-        return Ok(info);
+    if let Some(group) = node.group(def.group) {
+        if let Some(c) = consistency {
+            crate::api::read::make_consistent(node, &group, c, 0, &def.name).await?;
+        }
+        node.metrics.reads_local.inc();
+        return Ok(info_from_group(node, def, &group));
     }
     if hops >= crate::router::MAX_HOPS {
         return Ok(base_info(node, def));
     }
-    for replica in &def.replicas {
-        let Some(addr) = node.node_addr(*replica) else {
-            continue;
-        };
+    node.metrics.reads_forwarded.inc();
+    for (_, addr) in crate::router::replica_addrs(node, &def.replicas) {
         let Ok(channel) = node.pool.get(&addr) else {
             continue;
         };
@@ -90,6 +105,7 @@ pub async fn queue_info(
         let mut req = crate::router::forwarded(
             GetQueueRequest {
                 name: def.name.clone(),
+                consistency: consistency.map(|c| c as i32),
             },
             hops,
         );

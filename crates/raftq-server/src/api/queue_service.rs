@@ -5,14 +5,14 @@ use std::sync::Arc;
 use raftq_proto::v1::admin_service_server::AdminService;
 use raftq_proto::v1::queue_service_server::QueueService;
 use raftq_proto::v1::{
-    ClusterStatusRequest, ClusterStatusResponse, ConsumeRequest, CreateQueueRequest,
-    CreateQueueResponse, DeleteQueueRequest, DeleteQueueResponse, GetQueueRequest,
-    ListQueuesRequest, ListQueuesResponse, PublishRequest, PublishResponse, QueueInfo, ReadRequest,
-    ReadResponse,
+    ClusterStatusRequest, ClusterStatusResponse, CommitOffsetRequest, CommitOffsetResponse,
+    Consistency, ConsumeRequest, CreateQueueRequest, CreateQueueResponse, DeleteQueueRequest,
+    DeleteQueueResponse, GetQueueRequest, ListQueuesRequest, ListQueuesResponse, PublishRequest,
+    PublishResponse, QueueInfo, ReadRequest, ReadResponse, ReadStreamRequest,
 };
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::{admin, consume, info, publish, read};
+use crate::api::{admin, commit, consume, info, publish, read, stream};
 use crate::node::Node;
 use crate::router;
 
@@ -47,6 +47,27 @@ impl QueueService for Api {
         let hops = router::hops(request.metadata());
         Ok(Response::new(
             read::read(&self.node, request.into_inner(), hops).await?,
+        ))
+    }
+
+    type ReadStreamStream = stream::ReadStreamStream;
+
+    async fn read_stream(
+        &self,
+        request: Request<ReadStreamRequest>,
+    ) -> Result<Response<Self::ReadStreamStream>, Status> {
+        let hops = router::hops(request.metadata());
+        let stream = stream::read_stream(&self.node, request.into_inner(), hops).await?;
+        Ok(Response::new(stream))
+    }
+
+    async fn commit_offset(
+        &self,
+        request: Request<CommitOffsetRequest>,
+    ) -> Result<Response<CommitOffsetResponse>, Status> {
+        let hops = router::hops(request.metadata());
+        Ok(Response::new(
+            commit::commit_offset(&self.node, request.into_inner(), hops).await?,
         ))
     }
 }
@@ -86,9 +107,17 @@ impl AdminService for Api {
         request: Request<GetQueueRequest>,
     ) -> Result<Response<QueueInfo>, Status> {
         let hops = router::hops(request.metadata());
-        let def = router::queue_def(&self.node, &request.get_ref().name).await?;
+        let req = request.into_inner();
+        let consistency = req
+            .consistency
+            .map(|c| {
+                Consistency::try_from(c)
+                    .map_err(|_| Status::invalid_argument(format!("unknown consistency {c}")))
+            })
+            .transpose()?;
+        let def = router::queue_def(&self.node, &req.name).await?;
         Ok(Response::new(
-            info::queue_info(&self.node, &def, hops).await?,
+            info::queue_info(&self.node, &def, hops, consistency).await?,
         ))
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use raftq_proto::internal::raft_peer_client::RaftPeerClient;
 use raftq_proto::internal::RaftRequest;
 use raftq_proto::v1::{Consistency, ReadRequest, ReadResponse, StoredMessage};
+use raftq_queue::StoredView;
 
 use crate::error::ApiError;
 use crate::network::wire;
@@ -26,27 +27,7 @@ pub async fn read(node: &Arc<Node>, req: ReadRequest, hops: u32) -> Result<ReadR
     let consistency = Consistency::try_from(req.consistency).map_err(|_| {
         ApiError::InvalidArgument(format!("unknown consistency {}", req.consistency))
     })?;
-    match consistency {
-        Consistency::Linearizable => {
-            let read_index = read_index(node, &group, &def.name).await?;
-            wait_applied(&group, read_index, &def.name).await?;
-        }
-        Consistency::StaleOk => {
-            if req.max_lag > 0 {
-                let metrics = group.raft.metrics().borrow().clone();
-                let last_log = metrics.last_log_index.unwrap_or(0);
-                let applied = metrics.last_applied.map(|l| l.index).unwrap_or(0);
-                if last_log.saturating_sub(applied) > req.max_lag {
-                    return Err(ApiError::unavailable(format!(
-                        "replica on node {} lags {} entries (> max_lag {})",
-                        node.id,
-                        last_log - applied,
-                        req.max_lag
-                    )));
-                }
-            }
-        }
-    }
+    make_consistent(node, &group, consistency, req.max_lag, &def.name).await?;
     node.metrics.reads_local.inc();
     let count = match req.count {
         0 => DEFAULT_COUNT,
@@ -57,13 +38,12 @@ pub async fn read(node: &Arc<Node>, req: ReadRequest, hops: u32) -> Result<ReadR
         GroupState::Work(q) => q
             .browse(req.from_offset, count)
             .into_iter()
-            .map(|v| StoredMessage {
-                offset: v.offset,
-                payload: v.message.payload,
-                headers: v.message.headers.into_iter().collect(),
-                publish_time_ms: v.publish_time_ms,
-                delivery_count: v.delivery_count,
-            })
+            .map(stored_message)
+            .collect(),
+        GroupState::Stream(s) => s
+            .read(req.from_offset, count)
+            .into_iter()
+            .map(stored_message)
             .collect(),
         GroupState::Catalog(_) => Vec::new(),
     };
@@ -72,6 +52,53 @@ pub async fn read(node: &Arc<Node>, req: ReadRequest, hops: u32) -> Result<ReadR
         node_id: node.id,
         applied_index: applied.last_applied.map(|l| l.index).unwrap_or(0),
     })
+}
+
+pub(crate) fn stored_message(v: StoredView) -> StoredMessage {
+    StoredMessage {
+        offset: v.offset,
+        payload: v.message.payload,
+        headers: v.message.headers.into_iter().collect(),
+        publish_time_ms: v.publish_time_ms,
+        delivery_count: v.delivery_count,
+    }
+}
+
+/// Makes this node's replica fit to answer at `consistency`. LINEARIZABLE:
+/// fetch the leader's read index and wait until the replica applied it, so the
+/// answer includes everything confirmed before the read began. STALE_OK: at
+/// once, unless the replica holds more than `max_lag` received entries it has
+/// not applied yet (0 = no bound). Either way only committed entries are ever
+/// applied, so nothing uncommitted can be read.
+pub(crate) async fn make_consistent(
+    node: &Node,
+    group: &Group,
+    consistency: Consistency,
+    max_lag: u64,
+    queue: &str,
+) -> Result<(), ApiError> {
+    match consistency {
+        Consistency::Linearizable => {
+            let started = std::time::Instant::now();
+            let read_index = read_index(node, group, queue).await?;
+            wait_applied(group, read_index, queue).await?;
+            node.metrics.read_index_wait.observe(started.elapsed());
+        }
+        Consistency::StaleOk if max_lag > 0 => {
+            let metrics = group.raft.metrics().borrow().clone();
+            let last_log = metrics.last_log_index.unwrap_or(0);
+            let applied = metrics.last_applied.map(|l| l.index).unwrap_or(0);
+            if last_log.saturating_sub(applied) > max_lag {
+                return Err(ApiError::unavailable(format!(
+                    "replica on node {} lags {} entries (> max_lag {max_lag})",
+                    node.id,
+                    last_log - applied,
+                )));
+            }
+        }
+        Consistency::StaleOk => {}
+    }
+    Ok(())
 }
 
 /// The leader's commit point confirmed by a quorum: locally when leading, else
@@ -136,10 +163,7 @@ async fn forward(
     }
     node.metrics.reads_forwarded.inc();
     let mut last_err = ApiError::unavailable("no replica of the queue is reachable");
-    for replica in replicas {
-        let Some(addr) = node.node_addr(*replica) else {
-            continue;
-        };
+    for (_, addr) in router::replica_addrs(node, replicas) {
         let mut client = router::queue_client(node, &addr)?;
         match client.read(router::forwarded(req.clone(), hops)).await {
             Ok(r) => return Ok(r.into_inner()),

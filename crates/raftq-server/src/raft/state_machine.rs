@@ -1,4 +1,5 @@
-//! openraft state machine of one group: the catalog (group 0) or a work queue.
+//! openraft state machine of one group: the catalog (group 0), a work queue or
+//! a stream.
 //!
 //! The state lives in memory behind a lock that readers share. Durability comes
 //! from the log plus the latest snapshot: on restart we load the snapshot and
@@ -12,7 +13,7 @@ use openraft::{
     AnyError, BasicNode, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend,
     RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
-use raftq_queue::{Effect, WorkQueue};
+use raftq_queue::{Effect, StreamLog, WorkQueue};
 use raftq_store::{decode_value, encode_value, SnapshotStore, StoredSnapshot};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
@@ -25,6 +26,7 @@ use crate::sessions::Sessions;
 pub enum GroupState {
     Catalog(Catalog),
     Work(Box<WorkQueue>),
+    Stream(Box<StreamLog>),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,6 +140,10 @@ fn apply_command(
         }
         (GroupState::Work(queue), GroupCommand::Queue(c)) => {
             GroupResponse::Queue(queue.apply(c, effects))
+        }
+        // A stream has no effects: readers pull from the applied state.
+        (GroupState::Stream(stream), GroupCommand::Queue(c)) => {
+            GroupResponse::Queue(stream.apply(c))
         }
         _ => GroupResponse::None,
     }

@@ -9,6 +9,8 @@
 //!   to delivery, from a timestamp header.
 //! - `failover`: fixed-rate publishing while the leader is killed or paused
 //!   (W5/W5p); the longest time without a confirm.
+//! - `read`: stream read throughput, readers spread over the replicas or all
+//!   on the leader.
 //!
 //! Every loop is bounded by `--count` and `--max-duration`.
 
@@ -18,6 +20,7 @@ mod failover;
 mod idle;
 mod procstat;
 mod publish;
+mod read;
 mod report;
 
 use std::time::Duration;
@@ -40,6 +43,8 @@ pub enum BenchCommand {
     Idle(idle::IdleArgs),
     /// Memory with a large backlog, and how fast a restarted node serves again.
     Backlog(backlog::BacklogArgs),
+    /// Stream read throughput, readers spread over replicas or on the leader.
+    Read(read::ReadArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -143,6 +148,7 @@ pub async fn run(client: &Client, cmd: &BenchCommand, json_out: bool) -> anyhow:
         BenchCommand::Failover(args) => failover::run(client, args, json_out).await,
         BenchCommand::Idle(args) => idle::run(client, args, json_out).await,
         BenchCommand::Backlog(args) => backlog::run(client, args, json_out).await,
+        BenchCommand::Read(args) => read::run(client, args, json_out).await,
     }
 }
 
