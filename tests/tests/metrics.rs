@@ -171,3 +171,95 @@ async fn grafana_dashboard_plots_only_exported_metrics() {
         );
     }
 }
+
+/// Issue 4: reads show up where they are served. A linearizable read on a
+/// follower counts a local read, a read-index request and a read-index wait;
+/// a read through a node without a replica counts as forwarded there; an open
+/// stream read is a local stream reader on the follower serving it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_metrics_move_where_reads_are_served() {
+    use raftq_proto::v1::{
+        stream_start, Consistency, QueueKind, ReadRequest, ReadStreamRequest, StreamStart,
+    };
+    let cluster = Cluster::start(3).await;
+    let info = cluster
+        .create_queue(
+            "reads",
+            QueueOptions {
+                kind: QueueKind::Stream as i32,
+                replicas: 2,
+                ..Default::default()
+            },
+        )
+        .await;
+    let follower = *info
+        .replicas
+        .iter()
+        .find(|r| **r != info.leader_id)
+        .expect("a follower");
+    let outsider = cluster.others(&info.replicas)[0];
+    cluster
+        .publish_all(info.leader_id, "reads", &[bytes::Bytes::from_static(b"x")])
+        .await;
+    let get = |m: &BTreeMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
+    let follower_metrics = cluster.node(follower).metrics_addr.clone();
+    let outsider_metrics = cluster.node(outsider).metrics_addr.clone();
+    let (f0, o0) = (
+        scrape(&follower_metrics).await,
+        scrape(&outsider_metrics).await,
+    );
+
+    let read = |id: u64| {
+        let addr = cluster.addr(id);
+        async move {
+            client::queue(&addr)
+                .await
+                .expect("client")
+                .read(ReadRequest {
+                    queue: "reads".into(),
+                    from_offset: 0,
+                    count: 10,
+                    consistency: Consistency::Linearizable as i32,
+                    max_lag: 0,
+                })
+                .await
+                .expect("read")
+                .into_inner()
+        }
+    };
+    assert_eq!(read(follower).await.node_id, follower);
+    let forwarded_to = read(outsider).await.node_id;
+    assert!(info.replicas.contains(&forwarded_to), "answered by a replica");
+    let mut stream = client::queue(&cluster.addr(follower))
+        .await
+        .expect("client")
+        .read_stream(ReadStreamRequest {
+            queue: "reads".into(),
+            start: Some(StreamStart {
+                position: Some(stream_start::Position::First(true)),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("read stream")
+        .into_inner();
+    let first = stream.message().await.expect("stream").expect("a response");
+    assert_eq!(first.messages.len(), 1);
+
+    let (f1, o1) = (
+        scrape(&follower_metrics).await,
+        scrape(&outsider_metrics).await,
+    );
+    let delta = |a: &BTreeMap<String, f64>, b: &BTreeMap<String, f64>, k: &str| get(b, k) - get(a, k);
+    // The follower served its own read and the stream's linearizable start
+    // (and the outsider's read if that went to it), each after a read index.
+    let served_here = if forwarded_to == follower { 3.0 } else { 2.0 };
+    assert_eq!(delta(&f0, &f1, "raftq_reads_local_total"), served_here);
+    assert_eq!(delta(&f0, &f1, "raftq_read_index_requests_total"), served_here);
+    assert_eq!(delta(&f0, &f1, "raftq_read_index_wait_seconds_count"), served_here);
+    assert_eq!(get(&f1, "raftq_stream_readers{served=\"local\"}"), 1.0);
+    assert!(delta(&f0, &f1, "raftq_stream_messages_served_total") >= 1.0);
+    assert_eq!(delta(&o0, &o1, "raftq_reads_forwarded_total"), 1.0);
+    assert_eq!(delta(&o0, &o1, "raftq_reads_local_total"), 0.0);
+    drop(stream);
+}
