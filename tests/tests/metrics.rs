@@ -229,7 +229,10 @@ async fn read_metrics_move_where_reads_are_served() {
     };
     assert_eq!(read(follower).await.node_id, follower);
     let forwarded_to = read(outsider).await.node_id;
-    assert!(info.replicas.contains(&forwarded_to), "answered by a replica");
+    assert!(
+        info.replicas.contains(&forwarded_to),
+        "answered by a replica"
+    );
     let mut stream = client::queue(&cluster.addr(follower))
         .await
         .expect("client")
@@ -250,13 +253,20 @@ async fn read_metrics_move_where_reads_are_served() {
         scrape(&follower_metrics).await,
         scrape(&outsider_metrics).await,
     );
-    let delta = |a: &BTreeMap<String, f64>, b: &BTreeMap<String, f64>, k: &str| get(b, k) - get(a, k);
+    let delta =
+        |a: &BTreeMap<String, f64>, b: &BTreeMap<String, f64>, k: &str| get(b, k) - get(a, k);
     // The follower served its own read and the stream's linearizable start
     // (and the outsider's read if that went to it), each after a read index.
     let served_here = if forwarded_to == follower { 3.0 } else { 2.0 };
     assert_eq!(delta(&f0, &f1, "raftq_reads_local_total"), served_here);
-    assert_eq!(delta(&f0, &f1, "raftq_read_index_requests_total"), served_here);
-    assert_eq!(delta(&f0, &f1, "raftq_read_index_wait_seconds_count"), served_here);
+    assert_eq!(
+        delta(&f0, &f1, "raftq_read_index_requests_total"),
+        served_here
+    );
+    assert_eq!(
+        delta(&f0, &f1, "raftq_read_index_wait_seconds_count"),
+        served_here
+    );
     assert_eq!(get(&f1, "raftq_stream_readers{served=\"local\"}"), 1.0);
     assert!(delta(&f0, &f1, "raftq_stream_messages_served_total") >= 1.0);
     assert_eq!(delta(&o0, &o1, "raftq_reads_forwarded_total"), 1.0);
