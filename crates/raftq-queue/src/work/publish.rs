@@ -1,9 +1,9 @@
 //! Publish: validation, idempotent producers, length limits.
 
 use super::WorkQueue;
+use crate::admit::admit;
 use crate::command::{Effect, Outcome, ProducerSeq, PublishError};
 use crate::dead_letter::DeadLetterReason;
-use crate::dedup::Verdict;
 use crate::message::Message;
 use crate::options::Overflow;
 use crate::store::Stored;
@@ -15,38 +15,16 @@ impl WorkQueue {
         messages: Vec<Message>,
         effects: &mut Vec<Effect>,
     ) -> Outcome {
-        let rejected = Outcome::PublishRejected;
-        if messages.is_empty() {
-            return rejected(PublishError::EmptyBatch);
-        }
-        let max = self.options.max_message_bytes;
-        if let Some(m) = messages.iter().find(|m| m.size() > max) {
-            return rejected(PublishError::MessageTooLarge {
-                size: m.size(),
-                max,
-            });
+        if let Err(answer) = admit(
+            &mut self.producers,
+            &self.options,
+            producer.as_ref(),
+            &messages,
+        ) {
+            return answer;
         }
         let count = messages.len() as u64;
-        if let Some(p) = &producer {
-            match self.producers.judge(p, count) {
-                Verdict::New => {}
-                Verdict::Duplicate(offsets) => {
-                    self.producers
-                        .touch(&p.producer_id, self.options.dedup_window);
-                    return Outcome::Published {
-                        offsets,
-                        duplicate: true,
-                    };
-                }
-                Verdict::Gap { expected } => {
-                    return rejected(PublishError::SequenceGap {
-                        producer_id: p.producer_id.clone(),
-                        expected,
-                        got: p.sequence,
-                    })
-                }
-            }
-        }
+        let rejected = Outcome::PublishRejected;
         let batch_bytes = messages
             .iter()
             .fold(0u64, |sum, m| sum.saturating_add(m.size()));
