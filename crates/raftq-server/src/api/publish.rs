@@ -17,16 +17,16 @@ pub async fn publish(
     req: PublishRequest,
     hops: u32,
 ) -> Result<PublishResponse, ApiError> {
-    let first = publish_once(node, req.clone(), hops).await;
+    let first = publish_once(node, &req, hops).await;
     // The node a client called rides out an election for it: answering "no
     // leader" would send the client into backoff, past the moment the new
     // leader is there. Forwarded requests (hops > 0) answer at once.
-    let Some(group) = node.group(router::queue_def(node, &req.queue).await?.group) else {
-        return first;
-    };
     if hops > 0 || !awaits_election(&first) {
         return first;
     }
+    let Some(group) = node.group(router::queue_def(node, &req.queue).await?.group) else {
+        return first;
+    };
     let until = tokio::time::Instant::now()
         + std::time::Duration::from_millis(3 * node.config.election_timeout_max_ms);
     let mut result = first;
@@ -40,7 +40,7 @@ pub async fn publish(
         if !router::leader_change(&group, stale, until).await {
             return result;
         }
-        result = publish_once(node, req.clone(), hops).await;
+        result = publish_once(node, &req, hops).await;
     }
     result
 }
@@ -53,7 +53,7 @@ fn awaits_election(result: &Result<PublishResponse, ApiError>) -> bool {
 
 async fn publish_once(
     node: &Arc<Node>,
-    req: PublishRequest,
+    req: &PublishRequest,
     hops: u32,
 ) -> Result<PublishResponse, ApiError> {
     let def = router::queue_def(node, &req.queue).await?;
@@ -142,13 +142,13 @@ fn publish_error(queue: &str, e: PublishError) -> ApiError {
 async fn forward(
     node: &Node,
     addr: &str,
-    req: PublishRequest,
+    req: &PublishRequest,
     hops: u32,
 ) -> Result<PublishResponse, ApiError> {
     node.metrics.forwarded_requests.inc();
     let mut client = router::queue_client(node, addr)?;
     client
-        .publish(router::forwarded(req, hops))
+        .publish(router::forwarded(req.clone(), hops))
         .await
         .map(|r| r.into_inner())
         .map_err(status_to_api)
