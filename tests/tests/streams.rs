@@ -302,3 +302,135 @@ async fn retention_removes_the_oldest_and_readers_start_at_what_is_left() {
         (150, 250, 100)
     );
 }
+
+/// Design guarantee 1 on a stream: SIGKILL of every node and a restart keeps
+/// every confirmed message at its offset and every committed consumer offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_and_its_committed_offsets_survive_a_whole_cluster_restart() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster
+        .create_queue("kept", stream_options())
+        .await
+        .leader_id;
+    let bodies: Vec<Bytes> = (0..1_000).map(|i| Bytes::from(format!("k{i}"))).collect();
+    let confirmed = cluster.publish_all(leader, "kept", &bodies).await;
+    let addrs: Vec<String> = cluster
+        .ids()
+        .into_iter()
+        .map(|id| cluster.addr(id))
+        .collect();
+    Client::lazy(addrs.clone(), client_options())
+        .expect("client")
+        .commit_offset("kept", "audit", 640)
+        .await
+        .expect("commit");
+
+    cluster.kill_all();
+    cluster.start_all();
+    cluster.wait_ready(Duration::from_secs(30)).await;
+
+    let client = Client::lazy(addrs, client_options()).expect("client");
+    let mut reader = client
+        .stream_reader(
+            "kept",
+            StreamOptions {
+                start: StreamStart::Offset(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("reader after restart");
+    for (offset, payload) in &confirmed {
+        let m = reader
+            .next_timeout(Duration::from_secs(20))
+            .await
+            .expect("read")
+            .unwrap_or_else(|| panic!("confirmed offset {offset} missing after restart"));
+        assert_eq!((m.offset, &m.payload), (*offset, payload));
+    }
+    let info = client.get_queue("kept").await.expect("info");
+    assert_eq!(info.consumer_offsets.get("audit"), Some(&640));
+}
+
+/// Design guarantee 7 on streams: bad requests get a precise code and change
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_stream_requests_get_precise_codes_and_change_nothing() {
+    use raftq_client::Error;
+    let cluster = Cluster::start(3).await;
+    let leader = cluster
+        .create_queue("strict", stream_options())
+        .await
+        .leader_id;
+    cluster.create_queue("work", QueueOptions::default()).await;
+    cluster
+        .publish_all(leader, "strict", &[Bytes::from_static(b"only")])
+        .await;
+    let addrs: Vec<String> = cluster
+        .ids()
+        .into_iter()
+        .map(|id| cluster.addr(id))
+        .collect();
+    let client = Client::lazy(addrs, client_options()).expect("client");
+    client
+        .commit_offset("strict", "ok", 1)
+        .await
+        .expect("a commit at the end is valid");
+
+    let past_end = client.commit_offset("strict", "ok", 2).await;
+    assert!(
+        matches!(past_end, Err(Error::InvalidArgument(_))),
+        "{past_end:?}"
+    );
+    let no_name = client.commit_offset("strict", "", 0).await;
+    assert!(
+        matches!(no_name, Err(Error::InvalidArgument(_))),
+        "{no_name:?}"
+    );
+    let on_work = client.commit_offset("work", "ok", 0).await;
+    assert!(
+        matches!(on_work, Err(Error::FailedPrecondition(_))),
+        "{on_work:?}"
+    );
+    let read_work = client
+        .stream_reader("work", StreamOptions::default())
+        .await
+        .map(|_| ());
+    assert!(
+        matches!(read_work, Err(Error::FailedPrecondition(_))),
+        "{read_work:?}"
+    );
+    let consume_stream = client.consumer("strict", 10).await.map(|_| ());
+    assert!(
+        matches!(consume_stream, Err(Error::FailedPrecondition(_))),
+        "{consume_stream:?}"
+    );
+    let work_option = client
+        .create_queue(
+            "bad",
+            QueueOptions {
+                max_deliveries: 3,
+                ..stream_options()
+            },
+        )
+        .await;
+    assert!(
+        matches!(work_option, Err(Error::InvalidArgument(_))),
+        "{work_option:?}"
+    );
+    let unknown = client.commit_offset("missing", "ok", 0).await;
+    assert!(matches!(unknown, Err(Error::NotFound(_))), "{unknown:?}");
+
+    let info = client.get_queue("strict").await.expect("info");
+    assert_eq!(
+        info.consumer_offsets.get("ok"),
+        Some(&1),
+        "refusals changed nothing"
+    );
+    assert_eq!(info.consumer_offsets.len(), 1);
+    assert_eq!((info.first_offset, info.next_offset), (0, 1));
+    assert!(matches!(
+        client.get_queue("bad").await,
+        Err(Error::NotFound(_))
+    ));
+}
