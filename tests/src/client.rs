@@ -52,6 +52,19 @@ pub async fn get_queue(addr: &str, name: &str) -> Result<QueueInfo, Status> {
         .into_inner())
 }
 
+/// GetQueue answered by the node at `addr` after its replica applied the
+/// leader's read index: what it reports includes every confirmed write.
+pub async fn get_queue_linearizable(addr: &str, name: &str) -> Result<QueueInfo, Status> {
+    Ok(admin(addr)
+        .await?
+        .get_queue(GetQueueRequest {
+            name: name.into(),
+            consistency: Some(Consistency::Linearizable as i32),
+        })
+        .await?
+        .into_inner())
+}
+
 pub async fn create_queue(
     addr: &str,
     name: &str,

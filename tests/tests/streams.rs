@@ -348,8 +348,30 @@ async fn a_stream_and_its_committed_offsets_survive_a_whole_cluster_restart() {
             .unwrap_or_else(|| panic!("confirmed offset {offset} missing after restart"));
         assert_eq!((m.offset, &m.payload), (*offset, payload));
     }
-    let info = client.get_queue("kept").await.expect("info");
-    assert_eq!(info.consumer_offsets.get("audit"), Some(&640));
+    // Every replica, once caught up with the leader's commit point, has it.
+    for id in cluster.ids() {
+        // Right after the restart an election may still be running: retry that.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let info = loop {
+            match raftq_tests::client::get_queue_linearizable(&cluster.addr(id), "kept").await {
+                Ok(info) => break info,
+                Err(e) if raftq_tests::client::retryable(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("linearizable GetQueue on node {id}: {e}"),
+            }
+        };
+        assert_eq!(info.answered_by, id);
+        assert_eq!(
+            info.consumer_offsets.get("audit"),
+            Some(&640),
+            "node {id} lost the committed offset (leader {}, term {}, applied index {})",
+            info.leader_id,
+            info.term,
+            info.applied_index
+        );
+        assert_eq!((info.first_offset, info.next_offset), (0, 1_000));
+    }
 }
 
 /// Design guarantee 7 on streams: bad requests get a precise code and change
@@ -421,7 +443,9 @@ async fn bad_stream_requests_get_precise_codes_and_change_nothing() {
     let unknown = client.commit_offset("missing", "ok", 0).await;
     assert!(matches!(unknown, Err(Error::NotFound(_))), "{unknown:?}");
 
-    let info = client.get_queue("strict").await.expect("info");
+    let info = raftq_tests::client::get_queue_linearizable(&cluster.addr(leader), "strict")
+        .await
+        .expect("info");
     assert_eq!(
         info.consumer_offsets.get("ok"),
         Some(&1),

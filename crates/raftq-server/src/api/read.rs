@@ -105,10 +105,19 @@ pub(crate) async fn make_consistent(
 /// over the peer RPC.
 pub(crate) async fn read_index(node: &Node, group: &Group, queue: &str) -> Result<u64, ApiError> {
     if group.is_leader() {
+        // openraft's read log id is the leader's commit index (or its term's
+        // first entry). A leader restored after a restart (openraft 0.9 resumes
+        // leadership at the same term, without a new election) can hold
+        // entries confirmed before the crash that it has not committed again
+        // yet, so its commit index lies below writes clients saw confirmed.
+        // Every confirmed entry is in the leader's log: reading at its last
+        // index as of now is always enough (an entry that never commits makes
+        // the wait time out: UNAVAILABLE, never a stale answer).
+        let last_log = group.raft.metrics().borrow().last_log_index.unwrap_or(0);
         let (read_log_id, _) = group.raft.get_read_log_id().await.map_err(|e| {
             ApiError::unavailable(format!("queue '{queue}': cannot confirm leadership: {e}"))
         })?;
-        return Ok(read_log_id.map(|l| l.index).unwrap_or(0));
+        return Ok(read_log_id.map_or(0, |l| l.index).max(last_log));
     }
     let leader = group
         .current_leader()
