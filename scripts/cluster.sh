@@ -62,6 +62,14 @@ start_node() {
   mkdir -p "$DIR/pids"
   # nohup: the nodes outlive the terminal that started them. The same flags are
   # fine on restart: --initial-cluster only bootstraps an empty data dir.
+  # The nodes share this machine's cores: one tokio worker per core per node
+  # would only make them preempt each other (measured: W1 +25% on 2 cores).
+  local nodes workers
+  nodes=$(node_count)
+  ((nodes >= 1)) || nodes=1
+  workers=${RAFTQ_WORKER_THREADS:-$(($(nproc) / nodes))}
+  ((workers >= 1)) || workers=1
+  RAFTQ_WORKER_THREADS=$workers \
   nohup "$RAFTQD" --id "$id" --data-dir "$DIR/node$id" --listen "127.0.0.1:$(port_of "$id")" \
     --initial-cluster "$(initial_cluster "$(node_count)")" \
     --metrics-listen "127.0.0.1:$((BASE_PORT + 100 + id - 1))" \

@@ -56,6 +56,11 @@ pub struct Args {
     /// Prefetch used when a consumer asks for 0. [default: 100]
     #[arg(long, env = "RAFTQ_DEFAULT_PREFETCH")]
     pub default_prefetch: Option<u32>,
+    /// Threads running gRPC and Raft work. Set it to cores / nodes when several
+    /// nodes share one machine: fewer threads than cores hand work between
+    /// threads less often. [default: one per core]
+    #[arg(long, env = "RAFTQ_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +79,7 @@ struct FileConfig {
     snapshot_every: Option<u64>,
     snapshot_keep_logs: Option<u64>,
     default_prefetch: Option<u32>,
+    worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +114,8 @@ pub struct Config {
     pub snapshot_every: u64,
     pub snapshot_keep_logs: u64,
     pub default_prefetch: u32,
+    /// None: tokio's default (one per core).
+    pub worker_threads: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -238,7 +246,13 @@ impl Config {
                 .default_prefetch
                 .or(file.default_prefetch)
                 .unwrap_or(100),
+            worker_threads: args.worker_threads.or(file.worker_threads),
         };
+        if config.worker_threads == Some(0) {
+            return Err(ConfigError::Invalid(
+                "worker_threads must be at least 1 (leave it unset for one per core)".into(),
+            ));
+        }
         if config.election_timeout_min_ms <= config.heartbeat_ms
             || config.election_timeout_max_ms <= config.election_timeout_min_ms
         {

@@ -45,8 +45,7 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let config = match Config::from_args(Args::parse()) {
         Ok(c) => c,
         Err(e) => {
@@ -54,6 +53,21 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(n) = config.worker_threads {
+        runtime.worker_threads(n);
+    }
+    match runtime.build() {
+        Ok(rt) => rt.block_on(run(config)),
+        Err(e) => {
+            eprintln!("raftqd: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(config: Config) -> ExitCode {
     init_logging(config.log_format);
     let addr: SocketAddr = match config.listen.parse() {
         Ok(a) => a,
