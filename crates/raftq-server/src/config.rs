@@ -318,5 +318,33 @@ mod tests {
         assert_eq!(c.heartbeat_ms, 50);
         assert_eq!(c.listen, "127.0.0.1:7001");
         assert_eq!(c.advertise, c.listen);
+        assert_eq!(c.worker_threads, None, "unset: one per core");
+    }
+
+    #[test]
+    fn worker_threads_come_from_file_or_flag_and_zero_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("raftq.toml");
+        std::fs::write(&path, "id = 1\ndata_dir = \"/tmp/x\"\nworker_threads = 2\n")
+            .expect("write");
+        let file = path.to_str().unwrap_or_default();
+        let from_file = Config::from_args(Args::parse_from(["raftqd", "--config", file]));
+        assert_eq!(from_file.expect("valid").worker_threads, Some(2));
+        let from_flag = Config::from_args(Args::parse_from([
+            "raftqd",
+            "--config",
+            file,
+            "--worker-threads",
+            "1",
+        ]));
+        assert_eq!(from_flag.expect("valid").worker_threads, Some(1));
+        let zero = Config::from_args(Args::parse_from([
+            "raftqd",
+            "--config",
+            file,
+            "--worker-threads",
+            "0",
+        ]));
+        assert!(matches!(zero, Err(ConfigError::Invalid(_))));
     }
 }

@@ -38,11 +38,8 @@ pub async fn serve(
         .build_v1alpha()?;
     Server::builder()
         .tcp_nodelay(true)
-        // HTTP/2's default 64 KiB window is smaller than one batch of 256
-        // messages: every request (publish, AppendEntries, delivery) would wait
-        // a round trip for a window update half-way.
-        .initial_stream_window_size(Some(4 * 1024 * 1024))
-        .initial_connection_window_size(Some(16 * 1024 * 1024))
+        .initial_stream_window_size(Some(crate::network::pool::STREAM_WINDOW))
+        .initial_connection_window_size(Some(crate::network::pool::CONNECTION_WINDOW))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(2)))
         .add_service(

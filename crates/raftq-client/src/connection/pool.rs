@@ -56,9 +56,9 @@ impl Pool {
             .map_err(|e| Error::InvalidArgument(format!("bad server address {addr:?}: {e}")))?
             .connect_timeout(self.settings.connect_timeout)
             .tcp_nodelay(true)
-            // HTTP/2's default 64 KiB window is smaller than one batch of 256
-            // messages: every request (publish, AppendEntries, delivery) would wait
-            // a round trip for a window update half-way.
+            // HTTP/2's default 64 KiB window is smaller than a prefetch's
+            // worth of deliveries: the stream would stall a round trip for a
+            // window update every 64 KiB.
             .initial_stream_window_size(Some(4 * 1024 * 1024))
             .initial_connection_window_size(Some(16 * 1024 * 1024))
             // Notice a node that stopped without closing its connections

@@ -23,6 +23,13 @@ pub struct PeerRpcCounts {
     pub snapshots: AtomicU64,
 }
 
+/// HTTP/2 receive windows for every connection a node opens or accepts.
+/// The 64 KiB default is smaller than one batch of 256 messages, so each
+/// AppendEntries or publish would wait a round trip for a window update
+/// half-way.
+pub const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
+pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
 impl ChannelPool {
     pub fn get(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
@@ -37,8 +44,8 @@ impl ChannelPool {
             .http2_keep_alive_interval(Duration::from_secs(1))
             .keep_alive_timeout(Duration::from_secs(2))
             .keep_alive_while_idle(true)
-            .initial_stream_window_size(Some(4 * 1024 * 1024))
-            .initial_connection_window_size(Some(16 * 1024 * 1024));
+            .initial_stream_window_size(Some(STREAM_WINDOW))
+            .initial_connection_window_size(Some(CONNECTION_WINDOW));
         let ch = endpoint.connect_lazy();
         channels.insert(addr.to_string(), ch.clone());
         Ok(ch)
