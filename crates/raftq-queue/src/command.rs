@@ -37,6 +37,7 @@ pub enum Command {
         /// Set by idempotent producers so that retries are stored once.
         producer: Option<ProducerSeq>,
         /// The batch, stored all or nothing.
+        #[serde(with = "crate::batch_codec")]
         messages: Vec<Message>,
     },
     /// Add a consumer (or change the prefetch of an attached one).

@@ -62,6 +62,7 @@
 #![warn(missing_docs)]
 
 mod admit;
+mod batch_codec;
 mod command;
 mod consumers;
 mod dead_letter;

@@ -20,11 +20,49 @@ use crate::message::{Message, Offset};
 const CHUNK: u64 = 64;
 
 /// A message with the bookkeeping every replica must agree on.
+///
+/// Headers are boxed and absent when empty: most messages carry none, and an
+/// inline map would cost 16 bytes more per slot (a million-message backlog
+/// pays that a million times).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Stored {
-    pub(crate) message: Message,
+    payload: bytes::Bytes,
+    // The box is the point: 8 bytes in the slot instead of the map's 24.
+    #[allow(clippy::box_collection)]
+    headers: Option<Box<BTreeMap<String, String>>>,
     pub(crate) publish_time_ms: u64,
     pub(crate) delivery_count: u32,
+}
+
+impl Stored {
+    pub(crate) fn new(message: Message, publish_time_ms: u64) -> Self {
+        Self {
+            payload: message.payload,
+            headers: (!message.headers.is_empty()).then(|| Box::new(message.headers)),
+            publish_time_ms,
+            delivery_count: 0,
+        }
+    }
+
+    /// The message as published (a cheap clone of the payload).
+    pub(crate) fn message(&self) -> Message {
+        Message {
+            payload: self.payload.clone(),
+            headers: self.headers.as_deref().cloned().unwrap_or_default(),
+        }
+    }
+
+    pub(crate) fn into_message(self) -> Message {
+        Message {
+            payload: self.payload,
+            headers: self.headers.map(|h| *h).unwrap_or_default(),
+        }
+    }
+
+    /// Payload length, as [`Message::size`].
+    pub(crate) fn size(&self) -> u64 {
+        self.payload.len() as u64
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +109,7 @@ impl Store {
         let offset = self.next_offset;
         let (key, slot) = locate(offset);
         self.len += 1;
-        self.bytes += stored.message.size();
+        self.bytes += stored.size();
         let chunk = self.chunks.entry(key).or_default();
         if chunk.slots.capacity() == 0 {
             chunk.slots.reserve_exact(CHUNK as usize);
@@ -104,7 +142,7 @@ impl Store {
             self.chunks.remove(&key);
         }
         self.len -= 1;
-        self.bytes -= stored.message.size();
+        self.bytes -= stored.size();
         Some(stored)
     }
 
@@ -179,16 +217,12 @@ mod tests {
     use super::*;
 
     fn stored() -> Stored {
-        Stored {
-            message: Message::new("m"),
-            publish_time_ms: 0,
-            delivery_count: 0,
-        }
+        Stored::new(Message::new("m"), 0)
     }
 
     #[test]
     fn a_slot_costs_no_more_than_the_message_and_its_counters() {
-        assert!(std::mem::size_of::<Option<Stored>>() <= 72);
+        assert!(std::mem::size_of::<Option<Stored>>() <= 56);
     }
 
     #[test]

@@ -172,7 +172,7 @@ impl WorkQueue {
             .take(count)
             .map(|(offset, s)| StoredView {
                 offset,
-                message: s.message.clone(),
+                message: s.message(),
                 delivery_count: s.delivery_count,
                 publish_time_ms: s.publish_time_ms,
             })

@@ -47,7 +47,9 @@ pub struct Args {
     /// Maximum election timeout in ms; also the leader lease. [default: 220]
     #[arg(long, env = "RAFTQ_ELECTION_TIMEOUT_MAX_MS")]
     pub election_timeout_max_ms: Option<u64>,
-    /// Build a snapshot of a group after this many log entries. [default: 20000]
+    /// Build a snapshot of a group after this many log entries; the log before a
+    /// snapshot is purged, and sled holds much of an unpurged log in memory.
+    /// [default: 2000]
     #[arg(long, env = "RAFTQ_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
     /// Log entries kept below a snapshot for slow followers. [default: 1000]
@@ -235,10 +237,7 @@ impl Config {
                 .election_timeout_max_ms
                 .or(file.election_timeout_max_ms)
                 .unwrap_or(DEFAULT_ELECTION_TIMEOUT_MAX_MS),
-            snapshot_every: args
-                .snapshot_every
-                .or(file.snapshot_every)
-                .unwrap_or(20_000),
+            snapshot_every: args.snapshot_every.or(file.snapshot_every).unwrap_or(2_000),
             snapshot_keep_logs: args
                 .snapshot_keep_logs
                 .or(file.snapshot_keep_logs)

@@ -103,7 +103,7 @@ pub fn now_ms() -> u64 {
 impl Node {
     pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Raft(e.to_string()))?;
-        let store = NodeStore::open(config.data_dir.join("db"))?;
+        let store = NodeStore::open(&config.data_dir)?;
         let raft_config = Arc::new(config.raft_config()?);
         let node = Arc::new(Node {
             id: config.id,

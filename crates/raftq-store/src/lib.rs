@@ -18,7 +18,9 @@ mod snapshot_store;
 pub use committer::{FlushStats, GroupCommitter};
 pub use log_store::LogStore;
 pub use node_store::NodeStore;
-pub use snapshot_store::{decode_value, encode_value, SnapshotStore, StoredSnapshot};
+pub use snapshot_store::{
+    decode_value, encode_value, read_value, PendingSnapshot, SnapshotStore, StoredSnapshot,
+};
 
 /// Errors of the storage layer that are not reported through openraft.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +33,8 @@ pub enum StoreError {
     Decode(#[from] bincode::error::DecodeError),
     #[error("the group-commit thread is gone; the node is shutting down")]
     CommitterGone,
+    #[error("snapshot file: {0}")]
+    Io(#[from] std::io::Error),
     #[error("flush failed: {0}")]
     Flush(String),
 }

@@ -1,6 +1,6 @@
 //! The node's one database and the factory for per-group stores.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use openraft::RaftTypeConfig;
 
@@ -9,27 +9,37 @@ use crate::log_store::LogStore;
 use crate::snapshot_store::SnapshotStore;
 use crate::StoreError;
 
-/// One `sled::Db` per node plus its group-commit thread.
+/// One `sled::Db` per node plus its group-commit thread, and the directory of
+/// snapshot files.
 #[derive(Clone)]
 pub struct NodeStore {
     db: sled::Db,
+    snapshot_dir: PathBuf,
     committer: GroupCommitter,
 }
 
 impl NodeStore {
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+    /// Opens (or creates) the node's storage under `data_dir`: sled in `db/`,
+    /// snapshot files in `snapshots/`.
+    pub fn open(data_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let snapshot_dir = data_dir.as_ref().join("snapshots");
+        std::fs::create_dir_all(&snapshot_dir)?;
         // Our own group commit decides when data is durable; sled's periodic
         // background flush would only add fsyncs we did not ask for.
         let db = sled::Config::new()
-            .path(path)
+            .path(data_dir.as_ref().join("db"))
             .flush_every_ms(None)
             // The log is read back while it is hot (replication, apply), and
             // queue contents live in the state machine: a big page cache would
             // only hold a second copy of the backlog.
-            .cache_capacity(64 * 1024 * 1024)
+            .cache_capacity(16 * 1024 * 1024)
             .open()?;
         let committer = GroupCommitter::start(db.clone());
-        Ok(Self { db, committer })
+        Ok(Self {
+            db,
+            snapshot_dir,
+            committer,
+        })
     }
 
     pub fn committer(&self) -> &GroupCommitter {
@@ -44,7 +54,7 @@ impl NodeStore {
     }
 
     pub fn snapshot_store(&self, group: u64) -> Result<SnapshotStore, StoreError> {
-        SnapshotStore::open(&self.db, group, self.committer.clone())
+        SnapshotStore::open(&self.db, &self.snapshot_dir, group, self.committer.clone())
     }
 
     /// Node-level key/value facts (e.g. "this data dir was bootstrapped").
@@ -54,6 +64,7 @@ impl NodeStore {
 
     /// Drops every tree of a deleted queue's group.
     pub fn remove_group(&self, group: u64) -> Result<(), StoreError> {
+        self.snapshot_store(group)?.remove_all()?;
         for name in group_tree_names(group) {
             self.db.drop_tree(name)?;
         }
@@ -75,7 +86,14 @@ impl NodeStore {
     }
 
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        let snapshots: u64 = std::fs::read_dir(&self.snapshot_dir)
+            .map(|dir| {
+                dir.filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        self.db.size_on_disk().unwrap_or(0) + snapshots
     }
 }
 

@@ -16,7 +16,7 @@ impl WorkQueue {
             };
             let delivery = Delivery {
                 offset,
-                message: stored.message.clone(),
+                message: stored.message(),
                 delivery_count: stored.delivery_count,
                 redelivered: stored.delivery_count > 0,
                 publish_time_ms: stored.publish_time_ms,

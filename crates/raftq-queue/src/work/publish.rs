@@ -37,11 +37,7 @@ impl WorkQueue {
         }
         let first = self.store.next_offset();
         for message in messages {
-            self.store.append(Stored {
-                message,
-                publish_time_ms: self.clock_ms,
-                delivery_count: 0,
-            });
+            self.store.append(Stored::new(message, self.clock_ms));
         }
         if let Some(p) = &producer {
             self.producers

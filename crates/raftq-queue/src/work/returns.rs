@@ -87,11 +87,12 @@ impl WorkQueue {
         effects: &mut Vec<Effect>,
     ) {
         let target = self.options.dead_letter_queue.as_ref();
+        let delivery_count = stored.delivery_count;
         if let Some(letter) = self.outbox.send(
             target,
             offset,
-            stored.message,
-            stored.delivery_count,
+            stored.into_message(),
+            delivery_count,
             reason,
         ) {
             effects.push(Effect::DeadLetter(letter));

@@ -5,7 +5,6 @@
 //! from the log plus the latest snapshot: on restart we load the snapshot and
 //! openraft re-applies the log after it, so applying never fsyncs on its own.
 
-use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use openraft::storage::RaftStateMachine;
@@ -14,8 +13,9 @@ use openraft::{
     RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
 use raftq_queue::{Effect, StreamLog, WorkQueue};
-use raftq_store::{decode_value, encode_value, SnapshotStore, StoredSnapshot};
+use raftq_store::{decode_value, encode_value, read_value, PendingSnapshot, SnapshotStore};
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{watch, Notify};
 
 use crate::catalog::Catalog;
@@ -84,10 +84,8 @@ pub struct StateMachine {
     shared: Arc<GroupShared>,
     snapshots: SnapshotStore,
     sessions: Arc<Sessions>,
-}
-
-fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<u64> {
-    StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::error(e)).into()
+    /// The file a snapshot from the leader is being streamed into.
+    receiving: Option<PendingSnapshot>,
 }
 
 fn snap_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<u64> {
@@ -102,7 +100,7 @@ impl StateMachine {
         sessions: Arc<Sessions>,
     ) -> Result<Self, raftq_store::StoreError> {
         if let Some(stored) = snapshots.load()? {
-            let applied: Applied = decode_value(&stored.data)?;
+            let applied: Applied = read_value(&stored.path)?;
             let index = applied.last_applied.map(|l| l.index).unwrap_or(0);
             *shared.write() = applied;
             shared.applied_index.send_replace(index);
@@ -111,6 +109,7 @@ impl StateMachine {
             shared,
             snapshots,
             sessions,
+            receiving: None,
         })
     }
 
@@ -199,23 +198,50 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn begin_receiving_snapshot(
         &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    ) -> Result<Box<tokio::fs::File>, StorageError<u64>> {
+        if let Some(superseded) = self.receiving.take() {
+            self.snapshots.discard(superseded);
+        }
+        let (pending, file) = self
+            .snapshots
+            .create()
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        self.receiving = Some(pending);
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<u64, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<u64>> {
-        let data = snapshot.into_inner();
-        let applied: Applied = decode_value(&data).map_err(|e| snap_err(ErrorVerb::Read, e))?;
-        let stored = StoredSnapshot {
-            meta: encode_value(meta).map_err(|e| snap_err(ErrorVerb::Write, e))?,
-            data,
+        let mut file = *snapshot;
+        // tokio's File buffers writes: what openraft wrote is in the file only
+        // after a flush.
+        file.flush()
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        drop(file);
+        let pending = self.receiving.take().ok_or_else(|| {
+            snap_err(
+                ErrorVerb::Write,
+                "install_snapshot without begin_receiving_snapshot",
+            )
+        })?;
+        let path = pending.path.clone();
+        let decoded = tokio::task::spawn_blocking(move || read_value::<Applied>(&path))
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let applied = match decoded {
+            Ok(applied) => applied,
+            Err(e) => {
+                self.snapshots.discard(pending);
+                return Err(snap_err(ErrorVerb::Read, e));
+            }
         };
+        let meta_bytes = encode_value(meta).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         self.snapshots
-            .save(&stored)
+            .commit(pending, meta_bytes)
             .await
             .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let index = applied.last_applied.map(|l| l.index).unwrap_or(0);
@@ -236,9 +262,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         };
         let meta: SnapshotMeta<u64, BasicNode> =
             decode_value(&stored.meta).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let file = tokio::fs::File::open(&stored.path)
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
+            snapshot: Box::new(file),
         }))
     }
 }
@@ -250,11 +279,23 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
-        let (data, last_applied, last_membership) = {
-            let applied = self.shared.read();
-            let data = encode_value(&*applied).map_err(|e| sm_err(ErrorVerb::Read, e))?;
-            (data, applied.last_applied, applied.last_membership.clone())
-        };
+        let shared = self.shared.clone();
+        let snapshots = self.snapshots.clone();
+        // Encoding a large backlog takes a while; on a blocking thread it does not
+        // hold up the node's async workers (apply waits for the read lock anyway).
+        let (pending, last_applied, last_membership) = tokio::task::spawn_blocking(move || {
+            let applied = shared.read();
+            let pending = snapshots.write_value(&*applied)?;
+            Ok::<_, raftq_store::StoreError>((
+                pending,
+                applied.last_applied,
+                applied.last_membership.clone(),
+            ))
+        })
+        .await
+        .map_err(|e| snap_err(ErrorVerb::Write, e))?
+        .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let path = pending.path.clone();
         let snapshot_id = match last_applied {
             Some(l) => format!("{}-{}", l.leader_id.term, l.index),
             None => "empty".to_string(),
@@ -264,18 +305,19 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership,
             snapshot_id,
         };
-        let stored = StoredSnapshot {
-            meta: encode_value(&meta).map_err(|e| snap_err(ErrorVerb::Write, e))?,
-            data: data.clone(),
-        };
-        // Flushed before openraft may purge the log below it.
+        let meta_bytes = encode_value(&meta).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        // Opened before the commit renames it: the handle follows the file.
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        // Durable before openraft may purge the log below it.
         self.snapshots
-            .save(&stored)
+            .commit(pending, meta_bytes)
             .await
             .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(file),
         })
     }
 }

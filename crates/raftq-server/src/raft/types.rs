@@ -1,8 +1,6 @@
 //! The one openraft type configuration shared by every group on a node: the
 //! metadata group (0) and each queue's group carry a [`GroupCommand`].
 
-use std::io::Cursor;
-
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{CatalogCommand, CatalogOutcome};
@@ -14,7 +12,9 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        // A file, so a snapshot of a large backlog is written, read and sent in
+        // chunks instead of being held in memory whole.
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
