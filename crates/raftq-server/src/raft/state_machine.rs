@@ -253,18 +253,27 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
-        let Some(stored) = self
-            .snapshots
-            .load()
-            .map_err(|e| snap_err(ErrorVerb::Read, e))?
-        else {
-            return Ok(None);
+        // A snapshot being built concurrently may replace (and delete) the file
+        // between reading which one is current and opening it: look again.
+        let mut attempts = 0;
+        let (stored, file) = loop {
+            let Some(stored) = self
+                .snapshots
+                .load()
+                .map_err(|e| snap_err(ErrorVerb::Read, e))?
+            else {
+                return Ok(None);
+            };
+            match tokio::fs::File::open(&stored.path).await {
+                Ok(file) => break (stored, file),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 3 => {
+                    attempts += 1;
+                }
+                Err(e) => return Err(snap_err(ErrorVerb::Read, e)),
+            }
         };
         let meta: SnapshotMeta<u64, BasicNode> =
             decode_value(&stored.meta).map_err(|e| snap_err(ErrorVerb::Read, e))?;
-        let file = tokio::fs::File::open(&stored.path)
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
         Ok(Some(Snapshot {
             meta,
             snapshot: Box::new(file),
