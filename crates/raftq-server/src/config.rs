@@ -38,10 +38,10 @@ pub struct Args {
     /// Log format: text or json. Filter with RUST_LOG. [default: text]
     #[arg(long, env = "RAFTQ_LOG_FORMAT")]
     pub log_format: Option<String>,
-    /// Raft heartbeat interval in ms; also openraft's AppendEntries timeout. [default: 50]
+    /// Raft heartbeat interval in ms; also openraft's AppendEntries timeout. [default: 60]
     #[arg(long, env = "RAFTQ_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
-    /// Minimum election timeout in ms. [default: 150]
+    /// Minimum election timeout in ms. [default: 180]
     #[arg(long, env = "RAFTQ_ELECTION_TIMEOUT_MIN_MS")]
     pub election_timeout_min_ms: Option<u64>,
     /// Maximum election timeout in ms; also the leader lease. [default: 220]
@@ -95,11 +95,14 @@ pub enum LogFormat {
 // follower grants no vote until election_timeout_max has passed since it last
 // heard from the leader; peer_down.rs stands a follower the moment it ends
 // when the leader's process is gone). 220 ms puts a SIGKILLed leader's
-// replacement at about 250 ms (W5); heartbeats every 50 ms still leave four
-// chances to renew the lease, and bench runs that load both cores (W1 at 2,048
-// in flight) showed no election.
-pub const DEFAULT_HEARTBEAT_MS: u64 = 50;
-pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 150;
+// replacement at about 250 ms (W5); heartbeats every 60 ms still leave three
+// chances to renew the lease, three fit in the shortest election timeout, and
+// bench runs that load both cores (W1 at 2,048 in flight, W3, 10 queues)
+// showed no election. Not 50 ms: openraft's per-group tick task wakes every
+// 1.5 heartbeats even while quiescence has it disabled, and at 50 ms those
+// wake-ups put 1,000 idle queues over 5 % of a core on this machine.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 60;
+pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 180;
 pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 220;
 
 #[derive(Debug, Clone)]
