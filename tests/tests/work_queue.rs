@@ -235,6 +235,73 @@ async fn acked_messages_never_return_after_leader_kills_and_full_restart() {
     );
 }
 
+/// Guarantees 1 and 3 when every node comes back from a snapshot file rather
+/// than from its log: snapshots every 20 entries, the log purged below them,
+/// then SIGKILL of the whole cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmed_and_acked_survive_a_full_restart_from_snapshot_files() {
+    let mut cluster = Cluster::builder(3)
+        .args(["--snapshot-every", "20", "--snapshot-keep-logs", "5"])
+        .start()
+        .await;
+    let addrs = all(&cluster);
+    client::create_queue(&addrs[0], "snapfile", QueueOptions::default())
+        .await
+        .expect("create");
+    wait_leader(&addrs, "snapfile", Duration::from_secs(10)).await;
+    // 60 entries of 5 messages: several snapshots on every replica.
+    for b in 0..60u64 {
+        publish_retrying(
+            &addrs,
+            "snapfile",
+            "p",
+            1 + b * 5,
+            payloads("f", b * 5..(b + 1) * 5),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("publish");
+    }
+    let first = drain(&addrs, "snapfile", 120, Duration::from_secs(30)).await;
+    let acked: BTreeSet<Vec<u8>> = first.acked.values().cloned().collect();
+    for id in cluster.ids() {
+        let dir = cluster.node(id).data_dir.join("snapshots");
+        let files = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(Result::ok).count())
+            .unwrap_or(0);
+        assert!(
+            files > 0,
+            "node {id} wrote no snapshot file in {}: this test would not exercise \
+             a restart from snapshot files",
+            dir.display()
+        );
+    }
+
+    cluster.kill_all();
+    cluster.start_all();
+    cluster.wait_ready(Duration::from_secs(30)).await;
+
+    let rest = drain(
+        &addrs,
+        "snapfile",
+        300 - acked.len(),
+        Duration::from_secs(60),
+    )
+    .await;
+    for d in &rest.deliveries {
+        assert!(
+            !acked.contains(d.payload.as_ref()),
+            "acked message {:?} came back",
+            String::from_utf8_lossy(&d.payload)
+        );
+    }
+    assert_eq!(
+        rest.delivered_set().len() + acked.len(),
+        300,
+        "every unacked message is still there"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_idempotent_publish_after_leader_kill_is_stored_once() {
     let mut cluster = Cluster::start(3).await;
