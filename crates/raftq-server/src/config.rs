@@ -330,23 +330,14 @@ mod tests {
         std::fs::write(&path, "id = 1\ndata_dir = \"/tmp/x\"\nworker_threads = 2\n")
             .expect("write");
         let file = path.to_str().unwrap_or_default();
-        let from_file = Config::from_args(Args::parse_from(["raftqd", "--config", file]));
-        assert_eq!(from_file.expect("valid").worker_threads, Some(2));
-        let from_flag = Config::from_args(Args::parse_from([
-            "raftqd",
-            "--config",
-            file,
-            "--worker-threads",
-            "1",
-        ]));
+        let parse = |extra: &[&str]| {
+            let base = ["raftqd", "--config", file];
+            Config::from_args(Args::parse_from(base.iter().chain(extra)))
+        };
+        assert_eq!(parse(&[]).expect("valid").worker_threads, Some(2));
+        let from_flag = parse(&["--worker-threads", "1"]);
         assert_eq!(from_flag.expect("valid").worker_threads, Some(1));
-        let zero = Config::from_args(Args::parse_from([
-            "raftqd",
-            "--config",
-            file,
-            "--worker-threads",
-            "0",
-        ]));
+        let zero = parse(&["--worker-threads", "0"]);
         assert!(matches!(zero, Err(ConfigError::Invalid(_))));
     }
 }

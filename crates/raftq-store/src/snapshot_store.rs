@@ -201,8 +201,8 @@ impl SnapshotStore {
             let entry = entry?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.starts_with(&prefix) && name.ends_with(SUFFIX)
-                || name.starts_with(&prefix) && name.ends_with(PARTIAL_SUFFIX)
+            if name.starts_with(&prefix)
+                && (name.ends_with(SUFFIX) || name.ends_with(PARTIAL_SUFFIX))
             {
                 files.push(entry.path());
             }
