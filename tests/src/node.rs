@@ -53,6 +53,44 @@ fn signal(pid: u32, sig: libc::c_int) {
     }
 }
 
+/// Polls `/proc/<pid>/task/*/stat` until every thread is in state `T`
+/// (stopped); a thread in an uninterruptible wait (`D`, e.g. an fsync) stops as
+/// soon as it returns from the kernel.
+fn wait_all_threads_stopped(pid: u32, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        match threads_not_stopped(pid) {
+            Ok(0) => return,
+            Ok(running) if Instant::now() >= deadline => {
+                panic!("pid {pid}: {running} threads still running {limit:?} after SIGSTOP")
+            }
+            Ok(_) => std::thread::sleep(Duration::from_micros(200)),
+            Err(e) => panic!("pid {pid}: cannot read its threads' state: {e}"),
+        }
+    }
+}
+
+fn threads_not_stopped(pid: u32) -> std::io::Result<usize> {
+    let mut running = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let stat = match std::fs::read_to_string(task?.path().join("stat")) {
+            Ok(s) => s,
+            // The thread exited between the listing and the read.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        // The state follows the parenthesised command name, which may itself
+        // contain spaces or parentheses.
+        let state = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next());
+        if !matches!(state, Some("T") | Some("t")) {
+            running += 1;
+        }
+    }
+    Ok(running)
+}
+
 pub struct NodeProc {
     pub id: u64,
     /// The one port that serves clients and peers.
@@ -185,10 +223,16 @@ impl NodeProc {
 
     /// SIGSTOP: the process hangs with its sockets open (no FIN, no RST), the
     /// fault a failure detector must catch by timeout.
+    ///
+    /// Returns only once every thread is stopped: the kernel hands a group stop
+    /// to one thread, and the others (tokio workers) keep running until that
+    /// thread is scheduled, which on a loaded machine can take milliseconds. A
+    /// request sent after `stop` returns must find the process frozen.
     pub fn stop(&mut self) {
         if let Some(pid) = self.pid() {
             signal(pid, libc::SIGSTOP);
             self.stopped = true;
+            wait_all_threads_stopped(pid, Duration::from_secs(10));
         }
     }
 
