@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use raftq_proto::v1::{Overflow, QueueOptions, SettleOutcome};
+use raftq_proto::v1::{Overflow, PublishMessage, QueueOptions, SettleOutcome};
 use raftq_tests::client::{self, payloads, publish_retrying, wait_leader};
 use raftq_tests::cluster::Cluster;
 use raftq_tests::consumer::{drain, TestConsumer};
@@ -240,8 +240,34 @@ async fn acked_messages_never_return_after_leader_kills_and_full_restart() {
 /// then SIGKILL of the whole cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirmed_and_acked_survive_a_full_restart_from_snapshot_files() {
+    full_restart_from_snapshot_files(&["--snapshot-every", "20"], 0).await;
+}
+
+/// The same when snapshots follow the size of the log rather than its entry
+/// count: 300 messages of 16 KiB with a 1 MiB trigger and an entry count that
+/// is never reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_triggered_by_log_bytes_restore_after_a_full_restart() {
+    full_restart_from_snapshot_files(
+        &[
+            "--snapshot-every",
+            "1000000",
+            "--snapshot-min-log-mib",
+            "1",
+            "--snapshot-max-log-mib",
+            "1",
+        ],
+        16 << 10,
+    )
+    .await;
+}
+
+/// Publishes 300 messages in 60 entries (padded to `pad_to` bytes), acks
+/// 120, checks that every node wrote snapshot files, SIGKILLs and restarts the
+/// whole cluster, and drains: no acked message returns, every unacked one does.
+async fn full_restart_from_snapshot_files(args: &[&str], pad_to: usize) {
     let mut cluster = Cluster::builder(3)
-        .args(["--snapshot-every", "20", "--snapshot-keep-logs", "5"])
+        .args(args.iter().copied().chain(["--snapshot-keep-logs", "5"]))
         .start()
         .await;
     let addrs = all(&cluster);
@@ -249,14 +275,25 @@ async fn confirmed_and_acked_survive_a_full_restart_from_snapshot_files() {
         .await
         .expect("create");
     wait_leader(&addrs, "snapfile", Duration::from_secs(10)).await;
+    let padded = |i: u64| {
+        let mut p = format!("f{i}:").into_bytes();
+        p.resize(pad_to.max(p.len()), b'.');
+        p
+    };
     // 60 entries of 5 messages: several snapshots on every replica.
     for b in 0..60u64 {
+        let batch = (b * 5..(b + 1) * 5)
+            .map(|i| PublishMessage {
+                payload: padded(i).into(),
+                headers: Default::default(),
+            })
+            .collect();
         publish_retrying(
             &addrs,
             "snapfile",
             "p",
             1 + b * 5,
-            payloads("f", b * 5..(b + 1) * 5),
+            batch,
             Duration::from_secs(10),
         )
         .await
@@ -288,11 +325,16 @@ async fn confirmed_and_acked_survive_a_full_restart_from_snapshot_files() {
         Duration::from_secs(60),
     )
     .await;
+    let expected: BTreeSet<Vec<u8>> = (0..300).map(padded).collect();
     for d in &rest.deliveries {
         assert!(
             !acked.contains(d.payload.as_ref()),
             "acked message {:?} came back",
-            String::from_utf8_lossy(&d.payload)
+            String::from_utf8_lossy(&d.payload[..d.payload.len().min(16)])
+        );
+        assert!(
+            expected.contains(d.payload.as_ref()),
+            "delivered a message never published"
         );
     }
     assert_eq!(

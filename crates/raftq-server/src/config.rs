@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::raft::snapshot_trigger::SnapshotTrigger;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "raftqd",
@@ -47,9 +49,17 @@ pub struct Args {
     /// Maximum election timeout in ms; also the leader lease. [default: 220]
     #[arg(long, env = "RAFTQ_ELECTION_TIMEOUT_MAX_MS")]
     pub election_timeout_max_ms: Option<u64>,
-    /// Build a snapshot of a group after this many log entries; the log before a
-    /// snapshot is purged, and sled holds much of an unpurged log in memory.
-    /// [default: 2000]
+    /// A group snapshots once the log since its last snapshot is as large as
+    /// its state, but not before this many MiB of log. [default: 16]
+    #[arg(long, env = "RAFTQ_SNAPSHOT_MIN_LOG_MIB")]
+    pub snapshot_min_log_mib: Option<u64>,
+    /// ... and at the latest after this many MiB of log: it bounds the unpurged
+    /// log (sled holds much of it in memory) and what a restart replays.
+    /// [default: 128]
+    #[arg(long, env = "RAFTQ_SNAPSHOT_MAX_LOG_MIB")]
+    pub snapshot_max_log_mib: Option<u64>,
+    /// ... or after this many log entries, whichever comes first (for logs of
+    /// many small entries). [default: 20000]
     #[arg(long, env = "RAFTQ_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
     /// Log entries kept below a snapshot for slow followers. [default: 1000]
@@ -78,6 +88,8 @@ struct FileConfig {
     heartbeat_ms: Option<u64>,
     election_timeout_min_ms: Option<u64>,
     election_timeout_max_ms: Option<u64>,
+    snapshot_min_log_mib: Option<u64>,
+    snapshot_max_log_mib: Option<u64>,
     snapshot_every: Option<u64>,
     snapshot_keep_logs: Option<u64>,
     default_prefetch: Option<u32>,
@@ -105,6 +117,22 @@ pub const DEFAULT_HEARTBEAT_MS: u64 = 60;
 pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 180;
 pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 220;
 
+// See raft::snapshot_trigger. 128 MiB is what the 1,000,000-message backlog
+// (bench/results/memory.md) stayed under 2x its payload with; 20,000 entries
+// only matters for logs of small entries (acks, consumer changes).
+pub const DEFAULT_SNAPSHOT_MIN_LOG_MIB: u64 = 16;
+pub const DEFAULT_SNAPSHOT_MAX_LOG_MIB: u64 = 128;
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 20_000;
+
+fn mib(name: &str, value: u64) -> Result<u64, ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+    }
+    value
+        .checked_mul(1 << 20)
+        .ok_or_else(|| ConfigError::Invalid(format!("{name} {value} is too large")))
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub id: u64,
@@ -117,6 +145,7 @@ pub struct Config {
     pub heartbeat_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
+    pub snapshot_trigger: SnapshotTrigger,
     pub snapshot_every: u64,
     pub snapshot_keep_logs: u64,
     pub default_prefetch: u32,
@@ -240,7 +269,24 @@ impl Config {
                 .election_timeout_max_ms
                 .or(file.election_timeout_max_ms)
                 .unwrap_or(DEFAULT_ELECTION_TIMEOUT_MAX_MS),
-            snapshot_every: args.snapshot_every.or(file.snapshot_every).unwrap_or(2_000),
+            snapshot_trigger: SnapshotTrigger {
+                min_log_bytes: mib(
+                    "snapshot_min_log_mib",
+                    args.snapshot_min_log_mib
+                        .or(file.snapshot_min_log_mib)
+                        .unwrap_or(DEFAULT_SNAPSHOT_MIN_LOG_MIB),
+                )?,
+                max_log_bytes: mib(
+                    "snapshot_max_log_mib",
+                    args.snapshot_max_log_mib
+                        .or(file.snapshot_max_log_mib)
+                        .unwrap_or(DEFAULT_SNAPSHOT_MAX_LOG_MIB),
+                )?,
+            },
+            snapshot_every: args
+                .snapshot_every
+                .or(file.snapshot_every)
+                .unwrap_or(DEFAULT_SNAPSHOT_EVERY),
             snapshot_keep_logs: args
                 .snapshot_keep_logs
                 .or(file.snapshot_keep_logs)
@@ -254,6 +300,11 @@ impl Config {
         if config.worker_threads == Some(0) {
             return Err(ConfigError::Invalid(
                 "worker_threads must be at least 1 (leave it unset for one per core)".into(),
+            ));
+        }
+        if config.snapshot_trigger.max_log_bytes < config.snapshot_trigger.min_log_bytes {
+            return Err(ConfigError::Invalid(
+                "need snapshot_min_log_mib <= snapshot_max_log_mib".into(),
             ));
         }
         if config.election_timeout_min_ms <= config.heartbeat_ms
@@ -339,5 +390,44 @@ mod tests {
         assert_eq!(from_flag.expect("valid").worker_threads, Some(1));
         let zero = parse(&["--worker-threads", "0"]);
         assert!(matches!(zero, Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn the_shipped_systemd_config_is_valid() {
+        let text = include_str!("../../../deploy/systemd/raftq.toml");
+        let file: FileConfig = toml::from_str(text).expect("deploy/systemd/raftq.toml parses");
+        assert_eq!(
+            file.snapshot_max_log_mib,
+            Some(DEFAULT_SNAPSHOT_MAX_LOG_MIB)
+        );
+    }
+
+    #[test]
+    fn snapshot_trigger_is_in_mib_and_refuses_zero_or_a_cap_below_the_floor() {
+        let parse = |extra: &[&str]| {
+            let base = ["raftqd", "--id", "1", "--data-dir", "/tmp/x"];
+            Config::from_args(Args::parse_from(base.iter().chain(extra)))
+        };
+        let defaults = parse(&[]).expect("valid");
+        assert_eq!(defaults.snapshot_trigger.min_log_bytes, 16 << 20);
+        assert_eq!(defaults.snapshot_trigger.max_log_bytes, 128 << 20);
+        assert_eq!(defaults.snapshot_every, 20_000);
+        let set = parse(&["--snapshot-min-log-mib", "2", "--snapshot-max-log-mib", "3"]);
+        assert_eq!(set.expect("valid").snapshot_trigger.max_log_bytes, 3 << 20);
+        for bad in [
+            &["--snapshot-min-log-mib", "0"][..],
+            &[
+                "--snapshot-min-log-mib",
+                "64",
+                "--snapshot-max-log-mib",
+                "32",
+            ],
+            &["--snapshot-max-log-mib", "18446744073709551615"],
+        ] {
+            assert!(
+                matches!(parse(bad), Err(ConfigError::Invalid(_))),
+                "{bad:?} accepted"
+            );
+        }
     }
 }

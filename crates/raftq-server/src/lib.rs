@@ -25,3 +25,4 @@ pub mod reconcile;
 pub mod router;
 pub mod server;
 pub mod sessions;
+pub mod snapshot_requests;

@@ -16,7 +16,7 @@ use crate::liveness::Liveness;
 use crate::metrics::NodeMetrics;
 use crate::network::client::NetworkFactory;
 use crate::network::pool::ChannelPool;
-use crate::raft::state_machine::{GroupShared, GroupState, StateMachine};
+use crate::raft::state_machine::{GroupShared, GroupState, SnapshotRequests, StateMachine};
 use crate::raft::types::{GroupId, NodeId, Raft, METADATA_GROUP};
 use crate::sessions::Sessions;
 
@@ -76,6 +76,7 @@ pub struct Node {
     /// Set on SIGTERM: this node proposes nothing more and hands off leadership.
     pub draining: AtomicBool,
     raft_config: Arc<openraft::Config>,
+    snapshot_requests: SnapshotRequests,
     groups: RwLock<HashMap<GroupId, Arc<Group>>>,
 }
 
@@ -105,6 +106,7 @@ impl Node {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Raft(e.to_string()))?;
         let store = NodeStore::open(&config.data_dir)?;
         let raft_config = Arc::new(config.raft_config()?);
+        let (to_node, snapshot_requests) = tokio::sync::mpsc::unbounded_channel();
         let node = Arc::new(Node {
             id: config.id,
             store,
@@ -115,9 +117,17 @@ impl Node {
             quiescence: Default::default(),
             draining: AtomicBool::new(false),
             raft_config,
+            snapshot_requests: SnapshotRequests {
+                trigger: config.snapshot_trigger,
+                to_node,
+            },
             groups: RwLock::new(HashMap::new()),
             config,
         });
+        tokio::spawn(crate::snapshot_requests::run(
+            node.clone(),
+            snapshot_requests,
+        ));
         let meta = node
             .start_group(METADATA_GROUP, GroupState::Catalog(Catalog::default()))
             .await?;
@@ -222,6 +232,7 @@ impl Node {
             shared.clone(),
             self.store.snapshot_store(id)?,
             self.sessions.clone(),
+            self.snapshot_requests.clone(),
         )?;
         let log = self.store.log_store(id)?;
         let network = NetworkFactory {

@@ -1,4 +1,6 @@
-//! openraft wiring: the type configuration and the state machine.
+//! openraft wiring: the type configuration, the state machine and when it
+//! snapshots.
 
+pub mod snapshot_trigger;
 pub mod state_machine;
 pub mod types;

@@ -5,6 +5,7 @@
 //! from the log plus the latest snapshot: on restart we load the snapshot and
 //! openraft re-applies the log after it, so applying never fsyncs on its own.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use openraft::storage::RaftStateMachine;
@@ -16,9 +17,10 @@ use raftq_queue::{Effect, StreamLog, WorkQueue};
 use raftq_store::{decode_value, encode_value, read_value, PendingSnapshot, SnapshotStore};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::catalog::Catalog;
+use crate::raft::snapshot_trigger::{SnapshotTrigger, STATE_BYTES_PER_MESSAGE};
 use crate::raft::types::{GroupCommand, GroupId, GroupResponse, TypeConfig};
 use crate::sessions::Sessions;
 
@@ -27,6 +29,26 @@ pub enum GroupState {
     Catalog(Catalog),
     Work(Box<WorkQueue>),
     Stream(Box<StreamLog>),
+}
+
+impl GroupState {
+    /// About how large a snapshot of this state is, without encoding it.
+    pub fn approx_bytes(&self) -> u64 {
+        match self {
+            // A few hundred bytes per queue definition.
+            GroupState::Catalog(c) => 512 * c.queues().count() as u64,
+            GroupState::Work(q) => q.bytes() + STATE_BYTES_PER_MESSAGE * (q.ready() + q.unacked()),
+            GroupState::Stream(s) => s.bytes() + STATE_BYTES_PER_MESSAGE * s.len(),
+        }
+    }
+}
+
+fn approx_log_bytes(payload: &EntryPayload<TypeConfig>) -> u64 {
+    match payload {
+        EntryPayload::Normal(GroupCommand::Queue(c)) => c.approx_log_bytes(),
+        EntryPayload::Normal(GroupCommand::Catalog(_)) => 512,
+        EntryPayload::Blank | EntryPayload::Membership(_) => 64,
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +73,14 @@ pub struct GroupShared {
     pub applied_index: watch::Sender<u64>,
     /// Woken when there are dead letters to hand to their target queue.
     pub dead_letters: Notify,
+    /// Log applied since the state the last snapshot holds (estimated bytes).
+    /// Changed only under the state lock, so a snapshot's clone and its reset
+    /// see the same point of the log.
+    log_bytes_since_snapshot: AtomicU64,
+    /// A request for a snapshot is on its way to the node's snapshot task:
+    /// no second one until that task has passed it to openraft (which ignores
+    /// it while a snapshot is being built; the next apply asks again).
+    snapshot_requested: AtomicBool,
 }
 
 impl GroupShared {
@@ -64,7 +94,19 @@ impl GroupShared {
             }),
             applied_index: watch::channel(0).0,
             dead_letters: Notify::new(),
+            log_bytes_since_snapshot: AtomicU64::new(0),
+            snapshot_requested: AtomicBool::new(false),
         })
+    }
+
+    /// The state now in memory is what a snapshot holds: count the log from here.
+    fn snapshot_taken(&self) {
+        self.log_bytes_since_snapshot.store(0, Ordering::Relaxed);
+    }
+
+    /// Called by the node's snapshot task once it has asked openraft.
+    pub fn snapshot_request_handled(&self) {
+        self.snapshot_requested.store(false, Ordering::Relaxed);
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
@@ -80,10 +122,20 @@ impl GroupShared {
     }
 }
 
+/// How state machines ask their node to snapshot a group (openraft builds a
+/// snapshot only when its `Raft` handle is asked, which the state machine has
+/// not got).
+#[derive(Clone)]
+pub struct SnapshotRequests {
+    pub trigger: SnapshotTrigger,
+    pub to_node: mpsc::UnboundedSender<GroupId>,
+}
+
 pub struct StateMachine {
     shared: Arc<GroupShared>,
     snapshots: SnapshotStore,
     sessions: Arc<Sessions>,
+    snapshot_requests: SnapshotRequests,
     /// The file a snapshot from the leader is being streamed into.
     receiving: Option<PendingSnapshot>,
 }
@@ -98,6 +150,7 @@ impl StateMachine {
         shared: Arc<GroupShared>,
         snapshots: SnapshotStore,
         sessions: Arc<Sessions>,
+        snapshot_requests: SnapshotRequests,
     ) -> Result<Self, raftq_store::StoreError> {
         if let Some(stored) = snapshots.load()? {
             let applied: Applied = read_value(&stored.path)?;
@@ -109,8 +162,22 @@ impl StateMachine {
             shared,
             snapshots,
             sessions,
+            snapshot_requests,
             receiving: None,
         })
+    }
+
+    fn request_snapshot_if_due(&self, log_bytes: u64, state_bytes: u64) {
+        let requests = &self.snapshot_requests;
+        if requests.trigger.is_due(log_bytes, state_bytes)
+            && !self.shared.snapshot_requested.swap(true, Ordering::Relaxed)
+            && requests.to_node.send(self.shared.group).is_err()
+        {
+            // The node is shutting down; openraft's entry count still applies.
+            self.shared
+                .snapshot_requested
+                .store(false, Ordering::Relaxed);
+        }
     }
 
     fn dispatch(&self, effects: Vec<Effect>) {
@@ -166,10 +233,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut responses = Vec::new();
         let mut effects = Vec::new();
         let last_index;
+        let (log_bytes, state_bytes);
         {
             let mut applied = self.shared.write();
+            let mut entry_bytes = 0;
             for entry in entries {
                 applied.last_applied = Some(entry.log_id);
+                entry_bytes += approx_log_bytes(&entry.payload);
                 let response = match entry.payload {
                     EntryPayload::Blank => GroupResponse::None,
                     EntryPayload::Normal(cmd) => apply_command(&mut applied, cmd, &mut effects),
@@ -181,7 +251,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 responses.push(response);
             }
             last_index = applied.last_applied.map(|l| l.index).unwrap_or(0);
+            log_bytes = self
+                .shared
+                .log_bytes_since_snapshot
+                .fetch_add(entry_bytes, Ordering::Relaxed)
+                + entry_bytes;
+            state_bytes = applied.state.approx_bytes();
         }
+        self.request_snapshot_if_due(log_bytes, state_bytes);
         // Effects go out after the lock is released so a slow consumer channel can
         // never hold up readers.
         self.dispatch(effects);
@@ -245,7 +322,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let index = applied.last_applied.map(|l| l.index).unwrap_or(0);
-        *self.shared.write() = applied;
+        {
+            let mut state = self.shared.write();
+            *state = applied;
+            self.shared.snapshot_taken();
+        }
         self.shared.applied_index.send_replace(index);
         Ok(())
     }
@@ -310,7 +391,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         // lock is held only for the clone, and the encoding runs on a blocking
         // thread, off the node's async workers.
         let (pending, last_applied, last_membership) = tokio::task::spawn_blocking(move || {
-            let applied = shared.read().clone();
+            let applied = {
+                let state = shared.read();
+                shared.snapshot_taken();
+                state.clone()
+            };
             let pending = snapshots.write_value(&applied)?;
             let (last_applied, last_membership) = (applied.last_applied, applied.last_membership);
             drop(applied.state);
