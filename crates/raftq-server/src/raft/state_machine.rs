@@ -383,6 +383,7 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        let started = std::time::Instant::now();
         let shared = self.shared.clone();
         let snapshots = self.snapshots.clone();
         // Encoding a large backlog takes a while (about a second per 250 MB):
@@ -425,6 +426,15 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .commit(pending, meta_bytes)
             .await
             .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        // Operators size the snapshot settings by these (README, configuration).
+        let bytes = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+        tracing::info!(
+            group = self.shared.group,
+            index = last_applied.map(|l| l.index).unwrap_or(0),
+            bytes,
+            ms = started.elapsed().as_millis() as u64,
+            "snapshot built"
+        );
         Ok(Snapshot {
             meta,
             snapshot: Box::new(file),
