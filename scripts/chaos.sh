@@ -8,7 +8,8 @@
 #   scripts/chaos.sh [--duration 150s] [--nodes 3|5] [--seed N] [--out DIR]
 #
 # Ends with one JSON line (faults, confirmed, lost, unexpected, resurrected,
-# fifo_violations, split_brain, failover_median_ms, failover_max_ms, ...);
+# fifo_violations, split_brain, offset_conflicts, replica_divergence,
+# failover_median_ms, failover_max_ms, ...);
 # exit status 1 when the checker found an anomaly.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -12,6 +12,8 @@
 //!   after the other, get ascending offsets, and (b) within one consumer
 //!   session, first deliveries (not redelivered) come in ascending offsets;
 //! - split brain: two different leaders reported for one queue and term;
+//! - offset conflicts and stream replicas: see [`crate::stream_check`] (for a
+//!   stream, "lost" means missing from a node's replica after the run);
 //! - availability: for each fault, the time from the last confirm before it to
 //!   the first confirm after it (on the queue it targeted, else on any).
 
@@ -34,6 +36,9 @@ pub struct Report {
     pub duplicates: usize,
     pub fifo_violations: usize,
     pub split_brain: usize,
+    pub offset_conflicts: usize,
+    pub replica_divergence: usize,
+    pub stream_reads: usize,
     pub failover_median_ms: u64,
     pub failover_max_ms: u64,
     /// A few examples of each anomaly, for the human summary.
@@ -42,7 +47,13 @@ pub struct Report {
 
 impl Report {
     pub fn anomalies(&self) -> usize {
-        self.lost + self.unexpected + self.resurrected + self.fifo_violations + self.split_brain
+        self.lost
+            + self.unexpected
+            + self.resurrected
+            + self.fifo_violations
+            + self.split_brain
+            + self.offset_conflicts
+            + self.replica_divergence
     }
 }
 
@@ -51,7 +62,7 @@ const MAX_EXAMPLES: usize = 20;
 /// A confirmed publish of one producer: (sequence, offset, message).
 type Sent = (u64, u64, u64);
 
-fn example(report: &mut Report, text: String) {
+pub(crate) fn example(report: &mut Report, text: String) {
     if report.examples.len() < MAX_EXAMPLES {
         report.examples.push(text);
     }
@@ -111,10 +122,22 @@ pub fn check(events: &[Event]) -> Report {
                     leaders.entry((queue, *term)).or_default().insert(*leader);
                 }
             }
-            Event::Delivered { .. } => {}
+            Event::StreamRead { .. } => r.stream_reads += 1,
+            Event::Delivered { .. } | Event::StreamReplicaRead { .. } => {}
         }
     }
     r.confirmed = confirmed.len();
+    let streams = crate::stream_check::stream_queues(events);
+    // After every attempt is known: a reader may see a message before its
+    // producer has recorded the confirm.
+    for e in events {
+        if let Event::StreamRead { queue, msg, .. } = e {
+            if *msg != u64::MAX && !attempted.contains(&(queue.as_str(), *msg)) {
+                r.unexpected += 1;
+                example(&mut r, format!("unexpected: {queue} message {msg} read"));
+            }
+        }
+    }
 
     let mut sessions: HashMap<u64, u64> = HashMap::new();
     for e in events {
@@ -162,7 +185,8 @@ pub fn check(events: &[Event]) -> Report {
         }
     }
 
-    for (key, _) in confirmed.iter() {
+    // A stream is not consumed: its messages are checked on every replica.
+    for (key, _) in confirmed.iter().filter(|(k, _)| !streams.contains(k.0)) {
         if !delivered.contains(key) {
             r.lost += 1;
             example(
@@ -198,6 +222,9 @@ pub fn check(events: &[Event]) -> Report {
             );
         }
     }
+
+    crate::stream_check::streams(events, &confirmed, &mut r);
+    crate::stream_check::offset_conflicts(events, &mut r);
 
     confirms.sort_unstable();
     let mut gaps: Vec<u64> = Vec::new();
@@ -370,6 +397,109 @@ mod tests {
             got(31, 1, 0, true, 1),
         ];
         assert_eq!(check(&redelivered_is_exempt).fifo_violations, 0);
+    }
+
+    fn read(node: u64, msg: u64, offset: u64, final_read: bool) -> Event {
+        Event::StreamRead {
+            t: 50,
+            queue: "s".into(),
+            node,
+            offset,
+            msg,
+            final_read,
+        }
+    }
+
+    fn replica(node: u64, ok: bool) -> Event {
+        Event::StreamReplicaRead {
+            t: 60,
+            queue: "s".into(),
+            node,
+            ok,
+            detail: if ok { String::new() } else { "timeout".into() },
+        }
+    }
+
+    fn on_stream(e: Event) -> Event {
+        match e {
+            Event::PublishOk {
+                t,
+                msg,
+                producer,
+                seq,
+                offset,
+                lat_ms,
+                ..
+            } => Event::PublishOk {
+                t,
+                queue: "s".into(),
+                msg,
+                producer,
+                seq,
+                offset,
+                lat_ms,
+            },
+            other => other,
+        }
+    }
+
+    /// Two confirmed messages on stream "s", both nodes hold both.
+    fn clean_stream() -> Vec<Event> {
+        vec![
+            on_stream(ok(10, 101, 1, 0)),
+            on_stream(ok(11, 102, 2, 1)),
+            read(2, 101, 0, false),
+            read(1, 101, 0, true),
+            read(1, 102, 1, true),
+            replica(1, true),
+            read(2, 101, 0, true),
+            read(2, 102, 1, true),
+            replica(2, true),
+        ]
+    }
+
+    #[test]
+    fn a_stream_held_whole_by_every_replica_passes() {
+        let r = check(&clean_stream());
+        assert_eq!(r.anomalies(), 0, "{r:?}");
+        assert_eq!(r.stream_reads, 5);
+    }
+
+    #[test]
+    fn a_confirmed_stream_message_missing_on_one_replica_is_lost() {
+        let mut h = clean_stream();
+        h.retain(|e| *e != read(2, 102, 1, true));
+        let r = check(&h);
+        assert_eq!(r.lost, 1, "{r:?}");
+        assert_eq!(r.replica_divergence, 1, "{r:?}");
+    }
+
+    #[test]
+    fn a_stream_read_before_its_confirm_is_recorded_is_expected() {
+        let mut h = clean_stream();
+        h.insert(0, read(3, 102, 1, false));
+        assert_eq!(check(&h).anomalies(), 0);
+        h.push(read(3, 999, 2, false));
+        assert_eq!(check(&h).unexpected, 1);
+    }
+
+    #[test]
+    fn an_unreadable_replica_leaves_the_run_unverified() {
+        let mut h = clean_stream();
+        h.push(replica(3, false));
+        assert_eq!(check(&h).replica_divergence, 1);
+    }
+
+    #[test]
+    fn two_messages_at_one_offset_are_a_conflict_on_streams_and_queues() {
+        let mut h = clean_stream();
+        h.push(read(3, 103, 1, false));
+        assert_eq!(check(&h).offset_conflicts, 1);
+        let mut q = clean();
+        q.push(got(50, 9, 1, false, 8));
+        q.push(ok(49, 9, 3, 1));
+        let r = check(&q);
+        assert_eq!(r.offset_conflicts, 1, "{r:?}");
     }
 
     #[test]

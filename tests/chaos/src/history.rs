@@ -50,6 +50,25 @@ pub enum Event {
         /// The queue whose leader the fault targeted, if any.
         queue: Option<String>,
     },
+    /// Node `node` returned `msg` at `offset` of a stream. `final_read`: from
+    /// the read of the whole stream on every node after the run.
+    StreamRead {
+        t: u64,
+        queue: String,
+        node: u64,
+        offset: u64,
+        msg: u64,
+        final_read: bool,
+    },
+    /// The after-run read of a whole stream on `node` ended: `ok` if it got
+    /// to the end, else `detail` says why (its replica is then unverified).
+    StreamReplicaRead {
+        t: u64,
+        queue: String,
+        node: u64,
+        ok: bool,
+        detail: String,
+    },
     /// Node `reporter` said `leader` leads `queue` in `term`.
     Leader {
         t: u64,

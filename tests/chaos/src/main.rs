@@ -7,6 +7,7 @@ mod cluster;
 mod nemesis;
 mod net;
 mod report;
+mod stream_workload;
 mod workload;
 
 use std::io::Write as _;
@@ -18,7 +19,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use raftq_chaos::checker;
 use raftq_chaos::history::Event;
-use raftq_client::{Client, ClientOptions, Error, QueueOptions};
+use raftq_client::{Client, ClientOptions, Error, QueueKind, QueueOptions};
 use tokio::sync::watch;
 
 #[derive(Parser, Debug)]
@@ -33,9 +34,13 @@ struct Args {
     /// Seed of the fault schedule and the consumers' choices.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Queues under load.
+    /// Work queues under load.
     #[arg(long, default_value_t = 3)]
     queues: usize,
+    /// Stream queues under load (an idempotent producer each, read on every
+    /// node during the run and compared across nodes after it).
+    #[arg(long, default_value_t = 1)]
+    streams: usize,
     /// Messages per second of each idempotent producer (one per queue).
     #[arg(long, default_value_t = 100)]
     rate: u32,
@@ -70,7 +75,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-async fn create_queues(addrs: &[String], queues: &[String]) -> anyhow::Result<()> {
+async fn create_queues(addrs: &[String], queues: &[String], kind: QueueKind) -> anyhow::Result<()> {
     let client = Client::lazy(
         addrs.to_vec(),
         ClientOptions {
@@ -79,7 +84,11 @@ async fn create_queues(addrs: &[String], queues: &[String]) -> anyhow::Result<()
         },
     )?;
     for q in queues {
-        match client.create_queue(q, QueueOptions::default()).await {
+        let options = QueueOptions {
+            kind: kind as i32,
+            ..Default::default()
+        };
+        match client.create_queue(q, options).await {
             Ok(_) | Err(Error::AlreadyExists(_)) => {}
             Err(e) => return Err(e).with_context(|| format!("create queue {q}")),
         }
@@ -155,7 +164,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     cluster.start_all()?;
     let addrs = cluster.addrs();
     let queues: Vec<String> = (0..args.queues).map(|i| format!("chaos-{i}")).collect();
-    create_queues(&addrs, &queues).await?;
+    create_queues(&addrs, &queues, QueueKind::Work).await?;
+    let streams: Vec<String> = (0..args.streams)
+        .map(|i| format!("chaos-stream-{i}"))
+        .collect();
+    create_queues(&addrs, &streams, QueueKind::Stream).await?;
+    let node_addrs: Vec<(u64, String)> = cluster
+        .ids()
+        .into_iter()
+        .zip(addrs.iter().cloned())
+        .collect();
 
     let started = Instant::now();
     let (rec, mut rx) = workload::Recorder::new(started);
@@ -196,13 +214,25 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             )));
         }
     }
+    for (i, q) in streams.iter().enumerate() {
+        tasks.push(tokio::spawn(workload::idempotent_producer(
+            client.clone(),
+            q.clone(),
+            1000 + i as u32,
+            args.rate,
+            rec.clone(),
+            stop_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(stream_workload::follow(
+            node_addrs.clone(),
+            q.clone(),
+            rec.clone(),
+            stop_rx.clone(),
+        )));
+    }
     let observer = tokio::spawn(workload::observe_leaders(
-        cluster
-            .ids()
-            .into_iter()
-            .zip(addrs.iter().cloned())
-            .collect(),
-        queues.clone(),
+        node_addrs.clone(),
+        queues.iter().chain(&streams).cloned().collect(),
         rec.clone(),
         stop_rx.clone(),
     ));
@@ -235,6 +265,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         let _ = t.await;
     }
     let _ = observer.await;
+    for q in &streams {
+        stream_workload::read_every_replica(&node_addrs, q, &rec, Duration::from_secs(60)).await;
+    }
     drop(rec);
     while let Some(e) = rx.recv().await {
         events.push(e);
@@ -264,6 +297,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         "lost": report.lost, "unexpected": report.unexpected, "resurrected": report.resurrected,
         "duplicates": report.duplicates, "fifo_violations": report.fifo_violations,
         "split_brain": report.split_brain,
+        "offset_conflicts": report.offset_conflicts, "replica_divergence": report.replica_divergence,
+        "streams": streams.len(), "stream_reads": report.stream_reads,
         "failover_median_ms": report.failover_median_ms, "failover_max_ms": report.failover_max_ms,
         "partitions_enabled": net.is_some(),
     });
@@ -275,11 +310,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     )?;
     println!(
         "chaos: {} faults ({kills} leader kills, {partitions} partitions), {} confirmed, {} delivered, {} acked; \
-         lost {}, unexpected {}, resurrected {}, duplicates {} (allowed), FIFO violations {}, split brain {}; \
-         failover median {} ms, max {} ms",
-        report.faults, report.confirmed, report.delivered, report.acked, report.lost, report.unexpected,
-        report.resurrected, report.duplicates, report.fifo_violations, report.split_brain,
-        report.failover_median_ms, report.failover_max_ms
+         {} stream reads; lost {}, unexpected {}, resurrected {}, duplicates {} (allowed), FIFO violations {}, \
+         split brain {}, offset conflicts {}, divergent replicas {}; failover median {} ms, max {} ms",
+        report.faults, report.confirmed, report.delivered, report.acked, report.stream_reads, report.lost,
+        report.unexpected, report.resurrected, report.duplicates, report.fifo_violations, report.split_brain,
+        report.offset_conflicts, report.replica_divergence, report.failover_median_ms, report.failover_max_ms
     );
     for ex in &report.examples {
         println!("  {ex}");
