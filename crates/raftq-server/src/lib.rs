@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod peer_down;
+pub mod proposal_order;
 pub mod quiesce;
 pub mod raft;
 pub mod reconcile;

@@ -30,6 +30,8 @@ pub struct Group {
     /// detach a consumer of the same term.
     pub consumers_ready_term: AtomicU64,
     pub counters: crate::metrics::QueueCounters,
+    /// Puts an idempotent producer's pipelined publishes in sequence order.
+    pub proposal_order: crate::proposal_order::ProposalOrder,
     duties: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -250,6 +252,7 @@ impl Node {
             shared,
             consumers_ready_term: AtomicU64::new(0),
             counters: Default::default(),
+            proposal_order: Default::default(),
             duties: std::sync::Mutex::new(None),
         });
         self.groups

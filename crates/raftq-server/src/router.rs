@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::ClientWriteError;
+use openraft::raft::responder::Responder;
+use openraft::RaftTypeConfig;
 use raftq_proto::v1::queue_service_client::QueueServiceClient;
 use raftq_proto::v1::{PublishMessage, PublishRequest};
 use tonic::metadata::MetadataMap;
@@ -14,7 +16,7 @@ use tonic::metadata::MetadataMap;
 use crate::catalog::QueueDef;
 use crate::error::ApiError;
 use crate::node::{Group, Node};
-use crate::raft::types::{GroupCommand, GroupId, GroupResponse, NodeId};
+use crate::raft::types::{GroupCommand, GroupId, GroupResponse, NodeId, TypeConfig};
 
 pub const HOPS_HEADER: &str = "x-raftq-hops";
 /// Client → any node → a replica → the leader: at most two forwards.
@@ -147,20 +149,45 @@ pub async fn propose(
     cmd: GroupCommand,
     name: &str,
 ) -> Result<GroupResponse, ProposeError> {
-    match group.raft.client_write(cmd).await {
-        Ok(resp) => Ok(resp.data),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-            match (f.leader_id, f.leader_node) {
-                (Some(id), Some(n)) => Err(ProposeError::Moved {
-                    leader: id,
-                    addr: n.addr,
-                }),
-                _ => Err(ProposeError::Api(ApiError::no_leader(name))),
-            }
-        }
-        Err(e) => Err(ProposeError::Api(ApiError::unavailable(format!(
+    let proposed = submit(group, cmd, name).await?;
+    outcome(proposed, name).await
+}
+
+/// A command handed to Raft, its outcome still to come.
+pub type Proposed = <<TypeConfig as RaftTypeConfig>::Responder as Responder<TypeConfig>>::Receiver;
+
+/// Hands `cmd` to the group's Raft core: commands submitted one after the
+/// other are in the log in that order.
+pub async fn submit(
+    group: &Group,
+    cmd: GroupCommand,
+    name: &str,
+) -> Result<Proposed, ProposeError> {
+    group.raft.client_write_ff(cmd).await.map_err(|e| {
+        ProposeError::Api(ApiError::unavailable(format!(
             "queue '{name}': raft group unavailable: {e}"
-        )))),
+        )))
+    })
+}
+
+/// Waits for a submitted command to be committed and applied.
+pub async fn outcome(proposed: Proposed, name: &str) -> Result<GroupResponse, ProposeError> {
+    let unavailable = |e: &dyn std::fmt::Display| {
+        ProposeError::Api(ApiError::unavailable(format!(
+            "queue '{name}': raft group unavailable: {e}"
+        )))
+    };
+    match proposed.await {
+        Ok(Ok(resp)) => Ok(resp.data),
+        Ok(Err(ClientWriteError::ForwardToLeader(f))) => match (f.leader_id, f.leader_node) {
+            (Some(id), Some(n)) => Err(ProposeError::Moved {
+                leader: id,
+                addr: n.addr,
+            }),
+            _ => Err(ProposeError::Api(ApiError::no_leader(name))),
+        },
+        Ok(Err(e)) => Err(unavailable(&e)),
+        Err(e) => Err(unavailable(&e)),
     }
 }
 

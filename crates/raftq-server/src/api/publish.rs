@@ -8,7 +8,8 @@ use raftq_proto::v1::{PublishRequest, PublishResponse};
 use raftq_queue::{Command, Message, Outcome, ProducerSeq, PublishError};
 
 use crate::error::ApiError;
-use crate::node::{now_ms, Node};
+use crate::node::{now_ms, Group, Node};
+use crate::proposal_order::{Turn, ORDER_WAIT};
 use crate::raft::types::{GroupCommand, GroupResponse};
 use crate::router::{self, ProposeError, Route};
 
@@ -79,6 +80,7 @@ async fn publish_once(
         producer_id: req.producer_id.clone(),
         sequence: req.sequence,
     });
+    let count = req.messages.len() as u64;
     let messages: Vec<Message> = req
         .messages
         .iter()
@@ -98,7 +100,7 @@ async fn publish_once(
     });
     node.metrics.published_batches.inc();
     let started = std::time::Instant::now();
-    let outcome = router::propose(&group, cmd, &def.name).await;
+    let outcome = propose_in_order(&group, cmd, req, count, &def.name).await;
     node.metrics
         .publish_commit_latency
         .observe(started.elapsed());
@@ -123,6 +125,34 @@ async fn publish_once(
         }
         Err(e) => Err(e.into_api()),
     }
+}
+
+/// Proposes `cmd`; an idempotent producer's batch that arrived ahead of its
+/// predecessors first waits (briefly) for them to be proposed, see
+/// `proposal_order`.
+async fn propose_in_order(
+    group: &Group,
+    cmd: GroupCommand,
+    req: &PublishRequest,
+    count: u64,
+    queue: &str,
+) -> Result<GroupResponse, ProposeError> {
+    if req.producer_id.is_empty() {
+        return router::propose(group, cmd, queue).await;
+    }
+    let order = &group.proposal_order;
+    let turn = order.enter(
+        group.current_term(),
+        &req.producer_id,
+        req.sequence,
+        std::time::Instant::now(),
+    );
+    if let Turn::Wait(predecessors) = turn {
+        let _ = tokio::time::timeout(ORDER_WAIT, predecessors).await;
+    }
+    let submitted = router::submit(group, cmd, queue).await;
+    order.proposed(&req.producer_id, req.sequence, count);
+    router::outcome(submitted?, queue).await
 }
 
 fn publish_error(queue: &str, e: PublishError) -> ApiError {
