@@ -95,6 +95,13 @@ pub struct NodeMetrics {
     pub delivered_messages: Counter,
     pub settled_messages: Counter,
     pub forwarded_requests: Counter,
+    /// Idempotent publishes that reached the leader ahead of an earlier batch
+    /// of their producer and waited for it (`proposal_order`).
+    pub publishes_held_for_order: Counter,
+    /// ... of which the earlier batch did not come within the wait.
+    pub publish_order_timeouts: Counter,
+    /// Idempotent publishes refused with a sequence gap.
+    pub publish_sequence_gaps: Counter,
     pub reads_local: Counter,
     pub reads_forwarded: Counter,
     pub read_index_requests: Counter,
@@ -155,6 +162,24 @@ pub fn render(node: &Node) -> String {
         "raftq_forwarded_requests_total",
         "Requests forwarded to another node.",
         m.forwarded_requests.get(),
+    );
+    counter(
+        &mut out,
+        "raftq_publishes_held_for_order_total",
+        "Idempotent publishes that arrived ahead of an earlier batch of their producer and waited for it.",
+        m.publishes_held_for_order.get(),
+    );
+    counter(
+        &mut out,
+        "raftq_publish_order_timeouts_total",
+        "Held publishes whose earlier batch did not arrive within the wait (then refused with a gap).",
+        m.publish_order_timeouts.get(),
+    );
+    counter(
+        &mut out,
+        "raftq_publish_sequence_gaps_total",
+        "Idempotent publishes refused because the producer's sequence has a gap.",
+        m.publish_sequence_gaps.get(),
     );
     counter(
         &mut out,

@@ -100,7 +100,7 @@ async fn publish_once(
     });
     node.metrics.published_batches.inc();
     let started = std::time::Instant::now();
-    let outcome = propose_in_order(&group, cmd, req, count, &def.name).await;
+    let outcome = propose_in_order(node, &group, cmd, req, count, &def.name).await;
     node.metrics
         .publish_commit_latency
         .observe(started.elapsed());
@@ -116,7 +116,12 @@ async fn publish_once(
                 leader_id: node.id,
             })
         }
-        Ok(GroupResponse::Queue(Outcome::PublishRejected(e))) => Err(publish_error(&def.name, e)),
+        Ok(GroupResponse::Queue(Outcome::PublishRejected(e))) => {
+            if matches!(e, PublishError::SequenceGap { .. }) {
+                node.metrics.publish_sequence_gaps.inc();
+            }
+            Err(publish_error(&def.name, e))
+        }
         Ok(other) => Err(ApiError::Internal(format!(
             "unexpected publish outcome {other:?}"
         ))),
@@ -131,6 +136,7 @@ async fn publish_once(
 /// predecessors first waits (briefly) for them to be proposed, see
 /// `proposal_order`.
 async fn propose_in_order(
+    node: &Node,
     group: &Group,
     cmd: GroupCommand,
     req: &PublishRequest,
@@ -148,7 +154,13 @@ async fn propose_in_order(
         std::time::Instant::now(),
     );
     if let Turn::Wait(predecessors) = turn {
-        let _ = tokio::time::timeout(ORDER_WAIT, predecessors).await;
+        node.metrics.publishes_held_for_order.inc();
+        if tokio::time::timeout(ORDER_WAIT, predecessors)
+            .await
+            .is_err()
+        {
+            node.metrics.publish_order_timeouts.inc();
+        }
     }
     let submitted = router::submit(group, cmd, queue).await;
     order.proposed(&req.producer_id, req.sequence, count);
