@@ -163,20 +163,21 @@ pub async fn submit(
     cmd: GroupCommand,
     name: &str,
 ) -> Result<Proposed, ProposeError> {
-    group.raft.client_write_ff(cmd).await.map_err(|e| {
-        ProposeError::Api(ApiError::unavailable(format!(
-            "queue '{name}': raft group unavailable: {e}"
-        )))
-    })
+    group
+        .raft
+        .client_write_ff(cmd)
+        .await
+        .map_err(|e| group_unavailable(name, &e))
+}
+
+fn group_unavailable(name: &str, e: &dyn std::fmt::Display) -> ProposeError {
+    ProposeError::Api(ApiError::unavailable(format!(
+        "queue '{name}': raft group unavailable: {e}"
+    )))
 }
 
 /// Waits for a submitted command to be committed and applied.
 pub async fn outcome(proposed: Proposed, name: &str) -> Result<GroupResponse, ProposeError> {
-    let unavailable = |e: &dyn std::fmt::Display| {
-        ProposeError::Api(ApiError::unavailable(format!(
-            "queue '{name}': raft group unavailable: {e}"
-        )))
-    };
     match proposed.await {
         Ok(Ok(resp)) => Ok(resp.data),
         Ok(Err(ClientWriteError::ForwardToLeader(f))) => match (f.leader_id, f.leader_node) {
@@ -186,8 +187,8 @@ pub async fn outcome(proposed: Proposed, name: &str) -> Result<GroupResponse, Pr
             }),
             _ => Err(ProposeError::Api(ApiError::no_leader(name))),
         },
-        Ok(Err(e)) => Err(unavailable(&e)),
-        Err(e) => Err(unavailable(&e)),
+        Ok(Err(e)) => Err(group_unavailable(name, &e)),
+        Err(e) => Err(group_unavailable(name, &e)),
     }
 }
 

@@ -5,31 +5,13 @@
 use std::time::{Duration, Instant};
 
 use raftq_chaos::history::{msg_of, Event};
-use raftq_client::{Client, ClientOptions, Consistency};
+use raftq_client::Consistency;
 use tokio::sync::watch;
 
-use crate::workload::Recorder;
+use crate::workload::{node_clients, Recorder};
 
 /// Most messages asked for in one read.
 const PAGE: u32 = 500;
-
-/// One client per node, each reaching that node only: follower reads are
-/// answered by the node asked.
-fn node_clients(addrs: &[(u64, String)], timeout: Duration) -> Vec<(u64, Client)> {
-    let options = ClientOptions {
-        request_timeout: timeout,
-        retry_deadline: timeout,
-        ..Default::default()
-    };
-    addrs
-        .iter()
-        .filter_map(|(id, a)| {
-            Client::lazy([a.clone()], options.clone())
-                .ok()
-                .map(|c| (*id, c))
-        })
-        .collect()
-}
 
 fn record_read(
     rec: &Recorder,

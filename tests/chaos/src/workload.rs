@@ -222,15 +222,7 @@ pub async fn observe_leaders(
     rec: Recorder,
     stop: watch::Receiver<bool>,
 ) {
-    let options = ClientOptions {
-        request_timeout: Duration::from_millis(500),
-        retry_deadline: Duration::from_millis(500),
-        ..Default::default()
-    };
-    let clients: Vec<(u64, Client)> = addrs
-        .into_iter()
-        .filter_map(|(id, a)| Client::lazy([a], options.clone()).ok().map(|c| (id, c)))
-        .collect();
+    let clients = node_clients(&addrs, Duration::from_millis(500));
     let mut seen: HashMap<(u64, String), (u64, u64)> = HashMap::new();
     while !*stop.borrow() {
         for (id, client) in &clients {
@@ -258,4 +250,22 @@ pub async fn observe_leaders(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// One client per node, each reaching that node only (a node's own view of
+/// leaders, and follower reads, are answered by the node asked).
+pub fn node_clients(addrs: &[(u64, String)], timeout: Duration) -> Vec<(u64, Client)> {
+    let options = ClientOptions {
+        request_timeout: timeout,
+        retry_deadline: timeout,
+        ..Default::default()
+    };
+    addrs
+        .iter()
+        .filter_map(|(id, a)| {
+            Client::lazy([a.clone()], options.clone())
+                .ok()
+                .map(|c| (*id, c))
+        })
+        .collect()
 }

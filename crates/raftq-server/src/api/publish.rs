@@ -80,7 +80,6 @@ async fn publish_once(
         producer_id: req.producer_id.clone(),
         sequence: req.sequence,
     });
-    let count = req.messages.len() as u64;
     let messages: Vec<Message> = req
         .messages
         .iter()
@@ -100,7 +99,7 @@ async fn publish_once(
     });
     node.metrics.published_batches.inc();
     let started = std::time::Instant::now();
-    let outcome = propose_in_order(node, &group, cmd, req, count, &def.name).await;
+    let outcome = propose_in_order(node, &group, cmd, req, &def.name).await;
     node.metrics
         .publish_commit_latency
         .observe(started.elapsed());
@@ -140,7 +139,6 @@ async fn propose_in_order(
     group: &Group,
     cmd: GroupCommand,
     req: &PublishRequest,
-    count: u64,
     queue: &str,
 ) -> Result<GroupResponse, ProposeError> {
     if req.producer_id.is_empty() {
@@ -163,7 +161,7 @@ async fn propose_in_order(
         }
     }
     let submitted = router::submit(group, cmd, queue).await;
-    order.proposed(&req.producer_id, req.sequence, count);
+    order.proposed(&req.producer_id, req.sequence, req.messages.len() as u64);
     router::outcome(submitted?, queue).await
 }
 
