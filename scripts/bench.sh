@@ -5,7 +5,8 @@
 #
 # Starts a fresh release cluster (own dir and ports, so a `scripts/cluster.sh`
 # cluster is left alone), runs W1 (pipelined publish), W2 (one in flight), W3
-# (producer + consumer), W5 (SIGKILL of the leader) and W5p (SIGSTOP of the
+# (producer + consumer, as fast as they go, then at 15,000 and 30,000
+# messages per second offered), W5 (SIGKILL of the leader) and W5p (SIGSTOP of the
 # leader) N times each (default 3), then throughput with 10 and 100 queues, the
 # idle cost of 1,000 queues, and memory/restart with 1,000,000 messages.
 # Writes a markdown table of medians (min-max) with the targets beside them to
@@ -59,8 +60,11 @@ record() {
 
 if ((QUICK)); then
   W1=(--count 500) W2=(--count 100) W3=(--count 500) W5=(--rounds 1 --warmup 1s)
+  W3R15=(--count 500) W3R30=(--count 500)
 else
   W1=(--count 200000) W2=(--count 5000) W3=(--count 100000) W5=(--rounds 3)
+  # 5 s of open-loop load each: 15,000/s is NATS's W3 throughput, 30,000/s our target.
+  W3R15=(--count 75000) W3R30=(--count 150000)
 fi
 
 for ((run = 1; run <= RUNS; run++)); do
@@ -68,6 +72,8 @@ for ((run = 1; run <= RUNS; run++)); do
   record W1 bench publish --queue "w1-$run" --inflight 256 --batch 256 "${W1[@]}"
   record W2 bench sync --queue "w2-$run" "${W2[@]}"
   record W3 bench e2e --queue "w3-$run" --inflight 256 --batch 256 --prefetch 256 "${W3[@]}"
+  record W3R15 bench e2e --queue "w3r15-$run" --inflight 256 --batch 256 --prefetch 256 --rate 15000 "${W3R15[@]}"
+  record W3R30 bench e2e --queue "w3r30-$run" --inflight 256 --batch 256 --prefetch 256 --rate 30000 "${W3R30[@]}"
   record W5 bench failover --queue "w5-$run" --rate 1000 --fault kill "${W5[@]}" \
     --pid-dir "$RAFTQ_CLUSTER_DIR/pids" --restart-cmd "scripts/cluster.sh restart {id} >/dev/null"
   record W5p bench failover --queue "w5p-$run" --rate 1000 --fault pause "${W5[@]}" \

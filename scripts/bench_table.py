@@ -91,6 +91,13 @@ def main():
     add("W3 producer + consumer: msgs/s", "≥ 30,000", spread(field(w3, "msgs_per_sec"), rate),
         "5,900", "15,300")
     add("W3 publish-to-delivery p50", "≤ 5 ms", spread(field(w3, "p50_ms"), ms), "0.9 s", "18 ms")
+    # Open loop: latency at a given offered rate, counted from each message's due time.
+    for tag, offered, nats in [("W3R15", "15,000", "18 ms (at 15,300/s)"), ("W3R30", "30,000", "-")]:
+        if tag in t:
+            add(f"W3 at {offered} msgs/s offered: publish-to-delivery p50", "-",
+                spread(field(t[tag], "p50_ms"), ms), "-", nats)
+            add(f"W3 at {offered} msgs/s offered: publish-to-delivery p99", "-",
+                spread(field(t[tag], "p99_ms"), ms), "-", "-")
     for tag, label, target, rabbit, nats in [
         ("W5", "W5 SIGKILL of the leader at 1,000/s: longest confirm gap", "median ≤ 300 ms",
          "472 ms", "4.5 s"),

@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
-use raftq_client::{Client, Delivery, Error};
+use raftq_client::{Client, Delivery, Error, Settlement};
 use serde_json::json;
 
 use super::publish::{now_us, run_producers, RUN_HEADER, SENT_AT_HEADER};
@@ -70,9 +71,21 @@ async fn consume(
     bar: ProgressBar,
 ) -> Result<(), Error> {
     let mut consumer = client.consumer(&queue, prefetch).await?;
+    // Acks are pipelined like an AMQP consumer's: the next deliveries are
+    // taken while earlier acks commit. Waiting for each ack would split the
+    // prefetch window into batches that commit one after another.
+    let mut acks = FuturesUnordered::new();
     let mut idle_since = Instant::now();
     while !tally.done() && Instant::now() < deadline {
-        let Some(first) = consumer.next_timeout(Duration::from_millis(200)).await? else {
+        let next = tokio::select! {
+            biased;
+            Some(result) = acks.next(), if !acks.is_empty() => {
+                report_ack(result);
+                continue;
+            }
+            next = consumer.next_timeout(Duration::from_millis(200)) => next?,
+        };
+        let Some(first) = next else {
             let producers_done = tally.producers_done.load(Ordering::SeqCst);
             if producers_done && idle_since.elapsed() >= DRAIN_IDLE {
                 break;
@@ -93,12 +106,19 @@ async fn consume(
             tally.take(d, &run_id, now, &bar);
         }
         let offsets: Vec<u64> = batch.iter().map(|d| d.offset).collect();
-        if let Err(e) = consumer.ack(offsets).await {
-            // Those messages come again: at-least-once is what is measured.
-            eprintln!("warning: ack not confirmed: {e}");
-        }
+        acks.push(consumer.ack(offsets));
+    }
+    while let Some(result) = acks.next().await {
+        report_ack(result);
     }
     Ok(())
+}
+
+fn report_ack(result: Result<Settlement, Error>) {
+    if let Err(e) = result {
+        // Those messages come again: at-least-once is what is measured.
+        eprintln!("warning: ack not confirmed: {e}");
+    }
 }
 
 /// Messages left by earlier runs would queue ahead of ours and show up as

@@ -18,6 +18,7 @@ mod backlog;
 mod e2e;
 mod failover;
 mod idle;
+mod pace;
 mod procstat;
 mod publish;
 mod read;
@@ -91,6 +92,7 @@ pub fn default_bench_args() -> BenchArgs {
         batch: 1,
         queues: 1,
         max_duration: Duration::from_secs(300),
+        rate: None,
     }
 }
 
@@ -124,6 +126,11 @@ pub struct BenchArgs {
     /// Stop sending after this long even if --count is not reached.
     #[arg(long, default_value = "5m", value_parser = crate::duration::parse)]
     pub max_duration: Duration,
+    /// Offered load in messages per second over all producers (default: as
+    /// fast as --inflight allows). Latency then counts from when each message
+    /// was due, so falling behind the rate shows as latency.
+    #[arg(long)]
+    pub rate: Option<f64>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -178,6 +185,9 @@ async fn ensure_queue(client: &Client, args: &BenchArgs) -> anyhow::Result<()> {
 fn validate(args: &BenchArgs) -> anyhow::Result<()> {
     if args.inflight == 0 || args.producers == 0 || args.batch == 0 || args.queues == 0 {
         anyhow::bail!("--inflight, --producers, --batch and --queues must be at least 1");
+    }
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        anyhow::bail!("--rate must be a positive number of messages per second");
     }
     if args.queues > args.producers {
         anyhow::bail!(

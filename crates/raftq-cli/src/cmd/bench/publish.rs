@@ -13,6 +13,7 @@ use indicatif::ProgressBar;
 use raftq_client::{Client, Error, ProducerOptions, PublishMessage};
 use serde_json::json;
 
+use super::pace::Pace;
 use super::report::{self, histogram, Measured};
 use super::{ensure_queue, queue_of, validate, BenchArgs};
 use crate::output::progress;
@@ -36,6 +37,18 @@ pub struct Published {
     pub first_error: Option<Error>,
 }
 
+/// The wall-clock time (µs since the epoch) of an earlier instant.
+fn wall_clock_us(at: Instant) -> u64 {
+    let ago = u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX);
+    now_us().saturating_sub(ago)
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
 /// Takes one message off the shared budget; false once it is spent.
 fn claim(remaining: &AtomicU64) -> bool {
     remaining
@@ -44,7 +57,8 @@ fn claim(remaining: &AtomicU64) -> bool {
 }
 
 /// Runs `args.producers` producers until `args.count` messages are sent or
-/// `args.max_duration` passes, each keeping `args.inflight` unconfirmed.
+/// `args.max_duration` passes, each keeping at most `args.inflight`
+/// unconfirmed and, with `--rate`, sending its share of the rate.
 /// With `run_id`, messages carry the e2e timestamp headers.
 pub async fn run_producers(
     client: &Client,
@@ -65,44 +79,62 @@ pub async fn run_producers(
         let (remaining, payload, bar) = (remaining.clone(), payload.clone(), bar.clone());
         let run_id = run_id.map(str::to_string);
         let inflight = args.inflight;
+        let pace = Pace::new(started, args.rate.map(|r| r / args.producers as f64));
         async move {
             let mut latency = histogram();
             let (mut confirmed, mut failed, mut first_error) = (0u64, 0u64, None);
             let mut outstanding = FuturesUnordered::new();
+            let mut sent = 0u64;
             loop {
+                let now = Instant::now();
                 while outstanding.len() < inflight
-                    && Instant::now() < deadline
+                    && now < deadline
                     && first_error.is_none()
+                    && pace.is_due(sent, now)
                     && claim(&remaining)
                 {
+                    // Paced messages count from when they were due, so a
+                    // full window shows as latency.
+                    let due = pace.due(sent).unwrap_or_else(Instant::now);
+                    sent += 1;
                     let headers: HashMap<String, String> = match &run_id {
                         Some(run) => HashMap::from([
-                            (SENT_AT_HEADER.to_string(), now_us().to_string()),
+                            (SENT_AT_HEADER.to_string(), wall_clock_us(due).to_string()),
                             (RUN_HEADER.to_string(), run.clone()),
                         ]),
                         None => HashMap::new(),
                     };
-                    let sent = Instant::now();
                     let confirm = producer.send(PublishMessage {
                         payload: payload.clone(),
                         headers,
                     });
-                    outstanding.push(confirm.map(move |r| (sent, r)));
+                    outstanding.push(confirm.map(move |r| (due, r)));
                 }
-                let Some((sent, result)) = outstanding.next().await else {
+                let more = now < deadline
+                    && first_error.is_none()
+                    && remaining.load(Ordering::Relaxed) > 0;
+                let next_due = pace
+                    .due(sent)
+                    .filter(|_| more && outstanding.len() < inflight);
+                if outstanding.is_empty() && next_due.is_none() {
                     break;
-                };
-                match result {
-                    Ok(_) => {
-                        confirmed += 1;
-                        report::record(&mut latency, sent.elapsed());
-                    }
-                    Err(e) => {
-                        failed += 1;
-                        first_error.get_or_insert(e);
-                    }
                 }
-                bar.inc(1);
+                tokio::select! {
+                    Some((due, result)) = outstanding.next(), if !outstanding.is_empty() => {
+                        match result {
+                            Ok(_) => {
+                                confirmed += 1;
+                                report::record(&mut latency, due.elapsed());
+                            }
+                            Err(e) => {
+                                failed += 1;
+                                first_error.get_or_insert(e);
+                            }
+                        }
+                        bar.inc(1);
+                    }
+                    _ = sleep_until(next_due), if next_due.is_some() => {}
+                }
             }
             (confirmed, failed, latency, first_error)
         }
@@ -158,6 +190,7 @@ pub async fn run_named(
                 ("inflight", json!(args.inflight)),
                 ("batch", json!(args.batch)),
                 ("queues", json!(args.queues)),
+                ("rate", json!(args.rate)),
             ],
         },
     )?;
