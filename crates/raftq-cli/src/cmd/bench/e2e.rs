@@ -217,6 +217,12 @@ pub async fn run(client: &Client, args: &E2eArgs, json_out: bool) -> anyhow::Res
                 ("inflight", json!(p.inflight)),
                 ("prefetch", json!(args.prefetch)),
                 ("confirmed", json!(published.confirmed)),
+                // Where publish-to-delivery time goes: first the publish commit.
+                ("confirm_p50_ms", json!(report::ms(&published.latency, 0.5))),
+                (
+                    "confirm_p99_ms",
+                    json!(report::ms(&published.latency, 0.99)),
+                ),
                 (
                     "redelivered",
                     json!(tally.redelivered.load(Ordering::Relaxed)),

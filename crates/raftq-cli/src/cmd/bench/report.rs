@@ -34,7 +34,7 @@ pub struct Measured<'a> {
     pub extra: Vec<(&'a str, Value)>,
 }
 
-fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+pub fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
