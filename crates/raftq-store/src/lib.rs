@@ -11,6 +11,7 @@
 
 mod codec;
 mod committer;
+mod log_cleaner;
 mod log_store;
 mod node_store;
 mod snapshot_store;

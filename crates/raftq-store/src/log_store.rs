@@ -5,10 +5,14 @@
 //! `save_vote` waits for a flush too. Truncation and purge are not flushed on their
 //! own: sled keeps writes in order, so the next flush (always before any append is
 //! acknowledged) persists them, and a purge lost in a crash only keeps extra log.
+//! A purge records its point and leaves the deleting to the node's log cleaner:
+//! entries at or below the point are hidden from reads until they are gone.
 
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
@@ -18,6 +22,7 @@ use openraft::{
 
 use crate::codec::{decode, encode, index_key, key_index};
 use crate::committer::GroupCommitter;
+use crate::log_cleaner::LogCleaner;
 use crate::node_store::tree_name;
 use crate::StoreError;
 
@@ -31,6 +36,10 @@ pub struct LogStore<C> {
     log: sled::Tree,
     meta: sled::Tree,
     committer: GroupCommitter,
+    cleaner: LogCleaner,
+    /// The first index not purged (0: nothing purged), shared by clones so the
+    /// reader sees purges at once.
+    first_kept: Arc<AtomicU64>,
     _config: PhantomData<C>,
 }
 
@@ -41,6 +50,8 @@ impl<C> Clone for LogStore<C> {
             log: self.log.clone(),
             meta: self.meta.clone(),
             committer: self.committer.clone(),
+            cleaner: self.cleaner.clone(),
+            first_kept: self.first_kept.clone(),
             _config: PhantomData,
         }
     }
@@ -62,18 +73,44 @@ where
         db: &sled::Db,
         group: u64,
         committer: GroupCommitter,
+        cleaner: LogCleaner,
     ) -> Result<Self, StoreError> {
-        Ok(Self {
+        let (log_name, meta_name) = (tree_name(group, "log"), tree_name(group, "meta"));
+        cleaner.opened(log_name.as_bytes());
+        let store = Self {
             group,
-            log: db.open_tree(tree_name(group, "log"))?,
-            meta: db.open_tree(tree_name(group, "meta"))?,
+            log: db.open_tree(log_name)?,
+            meta: db.open_tree(meta_name)?,
             committer,
+            cleaner,
+            first_kept: Arc::new(AtomicU64::new(0)),
             _config: PhantomData,
-        })
+        };
+        let purged: Option<LogId<u64>> = match store.meta.get(PURGED_KEY)? {
+            Some(bytes) => Some(decode(&bytes)?),
+            None => None,
+        };
+        let first_kept = first_after(purged);
+        store.first_kept.store(first_kept, Ordering::SeqCst);
+        // A node stopped while its cleaner was busy left purged entries behind:
+        // delete them now rather than at the group's next purge, which an idle
+        // group may never have.
+        let leftover = store.log.first()?.and_then(|(key, _)| key_index(&key));
+        if leftover.is_some_and(|index| index < first_kept) {
+            store
+                .cleaner
+                .delete_upto(store.log.clone(), first_kept.saturating_sub(1));
+        }
+        Ok(store)
     }
 
     pub fn group(&self) -> u64 {
         self.group
+    }
+
+    /// Entries on disk, counting purged ones the cleaner has not deleted yet.
+    pub fn entries_on_disk(&self) -> usize {
+        self.log.len()
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(
@@ -105,6 +142,7 @@ where
         Ok(())
     }
 
+    /// The last entry not purged.
     fn last_entry_log_id(&self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
         let last = self
             .log
@@ -115,7 +153,8 @@ where
             Some((_, bytes)) => {
                 let entry: openraft::Entry<C> =
                     decode(&bytes).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-                Ok(Some(entry.log_id))
+                let kept = entry.log_id.index >= self.first_kept.load(Ordering::SeqCst);
+                Ok(kept.then_some(entry.log_id))
             }
         }
     }
@@ -135,6 +174,11 @@ where
     }
 }
 
+/// The first log index after a purge point.
+fn first_after(purged: Option<LogId<u64>>) -> u64 {
+    purged.map_or(0, |p| p.index.saturating_add(1))
+}
+
 impl<C> RaftLogReader<C> for LogStore<C>
 where
     C: RaftTypeConfig<NodeId = u64, Entry = openraft::Entry<C>>,
@@ -143,7 +187,14 @@ where
         &mut self,
         range: RB,
     ) -> Result<Vec<C::Entry>, StorageError<u64>> {
-        let from = range.start_bound().cloned().map(index_key);
+        // What a purge left for the cleaner is gone already as far as reads go.
+        let first = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        }
+        .max(self.first_kept.load(Ordering::SeqCst));
+        let from = Bound::Included(index_key(first));
         let to = range.end_bound().cloned().map(index_key);
         let mut entries = Vec::new();
         for item in self.log.range::<[u8; 8], _>((from, to)) {
@@ -237,6 +288,9 @@ where
         // Record the purge point first: if we crash in between, entries at or below
         // it are simply ignored garbage, never a hole.
         self.write_meta(PURGED_KEY, &log_id)?;
-        self.remove_range(Bound::Unbounded, Bound::Included(log_id.index))
+        self.first_kept
+            .fetch_max(first_after(Some(log_id)), Ordering::SeqCst);
+        self.cleaner.delete_upto(self.log.clone(), log_id.index);
+        Ok(())
     }
 }

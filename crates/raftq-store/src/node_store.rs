@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use openraft::RaftTypeConfig;
 
 use crate::committer::GroupCommitter;
+use crate::log_cleaner::LogCleaner;
 use crate::log_store::LogStore;
 use crate::snapshot_store::SnapshotStore;
 use crate::StoreError;
@@ -16,6 +17,7 @@ pub struct NodeStore {
     db: sled::Db,
     snapshot_dir: PathBuf,
     committer: GroupCommitter,
+    cleaner: LogCleaner,
 }
 
 impl NodeStore {
@@ -39,6 +41,7 @@ impl NodeStore {
             db,
             snapshot_dir,
             committer,
+            cleaner: LogCleaner::start(),
         })
     }
 
@@ -50,7 +53,12 @@ impl NodeStore {
     where
         C: RaftTypeConfig<NodeId = u64, Entry = openraft::Entry<C>>,
     {
-        LogStore::open(&self.db, group, self.committer.clone())
+        LogStore::open(
+            &self.db,
+            group,
+            self.committer.clone(),
+            self.cleaner.clone(),
+        )
     }
 
     pub fn snapshot_store(&self, group: u64) -> Result<SnapshotStore, StoreError> {
@@ -65,10 +73,13 @@ impl NodeStore {
     /// Drops every tree of a deleted queue's group.
     pub fn remove_group(&self, group: u64) -> Result<(), StoreError> {
         self.snapshot_store(group)?.remove_all()?;
-        for name in group_tree_names(group) {
-            self.db.drop_tree(name)?;
-        }
-        Ok(())
+        let names = group_tree_names(group);
+        self.cleaner.dropping(&names, || {
+            for name in &names {
+                self.db.drop_tree(name)?;
+            }
+            Ok(())
+        })
     }
 
     /// Groups that have any data on this node (used to find groups to restart).

@@ -33,6 +33,20 @@ async fn append(store: &mut raftq_store::LogStore<Tc>, entries: Vec<Entry<Tc>>) 
         .expect("append flushed");
 }
 
+/// The node's threads release their handles on the Db shortly after the last
+/// store is dropped; wait for the lock like a restarted process would.
+async fn reopen(path: &std::path::Path) -> NodeStore {
+    let mut reopened = NodeStore::open(path);
+    for _ in 0..100 {
+        if reopened.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        reopened = NodeStore::open(path);
+    }
+    reopened.expect("reopen")
+}
+
 #[tokio::test]
 async fn appended_entries_and_vote_survive_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -49,17 +63,7 @@ async fn appended_entries_and_vote_survive_reopen() {
             .expect("read")
             .is_empty());
     }
-    // The flusher thread releases its handle on the Db shortly after the last
-    // store is dropped; wait for the lock like a restarted process would.
-    let mut reopened = NodeStore::open(dir.path());
-    for _ in 0..100 {
-        if reopened.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        reopened = NodeStore::open(dir.path());
-    }
-    let node = reopened.expect("reopen");
+    let node = reopen(dir.path()).await;
     let mut log = node.log_store::<Tc>(7).expect("log");
     let entries = log.try_get_log_entries(1..=5).await.expect("read");
     assert_eq!(entries.len(), 5);
@@ -123,4 +127,56 @@ async fn concurrent_appends_of_many_groups_share_flushes() {
     // Not a timing assertion: with 50 concurrent writers, group commit must merge
     // at least some completions into shared flushes.
     assert!(flushes < writes, "flushes {flushes} vs writes {writes}");
+}
+
+/// Waits (boundedly) for the log cleaner to leave `n` entries on disk.
+async fn wait_for_entries_on_disk(log: &raftq_store::LogStore<Tc>, n: usize) {
+    for _ in 0..1000 {
+        if log.entries_on_disk() == n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(log.entries_on_disk(), n, "purged entries were not deleted");
+}
+
+#[tokio::test]
+async fn entries_at_or_below_the_purge_point_are_never_read_back_even_before_they_are_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let node = NodeStore::open(dir.path()).expect("open");
+        let mut log = node.log_store::<Tc>(1).expect("log");
+        append(&mut log, (1..=6).map(|i| entry(1, i)).collect()).await;
+        log.purge(log_id(1, 1, 4)).await.expect("purge");
+        wait_for_entries_on_disk(&log, 2).await;
+        // Stand-ins for entries the cleaner has not deleted yet.
+        append(&mut log, (1..=4).map(|i| entry(1, i)).collect()).await;
+        let read: Vec<u64> = log
+            .try_get_log_entries(0..100)
+            .await
+            .expect("read")
+            .iter()
+            .map(|e| e.log_id.index)
+            .collect();
+        assert_eq!(read, vec![5, 6]);
+    }
+    // The purge point is durable, so a restarted node hides them too.
+    let node = reopen(dir.path()).await;
+    let mut log = node.log_store::<Tc>(1).expect("log");
+    let read: Vec<u64> = log
+        .try_get_log_entries(..=5)
+        .await
+        .expect("read")
+        .iter()
+        .map(|e| e.log_id.index)
+        .collect();
+    assert_eq!(read, vec![5]);
+    // And its cleaner deletes them without waiting for another purge.
+    wait_for_entries_on_disk(&log, 2).await;
+    // With everything purged, leftovers do not count as the last entry.
+    log.purge(log_id(1, 1, 6)).await.expect("purge all");
+    append(&mut log, vec![entry(1, 3)]).await;
+    let state = log.get_log_state().await.expect("state");
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 6)));
+    assert_eq!(state.last_log_id, Some(log_id(1, 1, 6)));
 }
