@@ -67,13 +67,22 @@ else
   W3R15=(--count 75000) W3R30=(--count 150000)
 fi
 
+# Each workload's queue is deleted after it: what W1 left (200,000 messages
+# on every node) would otherwise weigh on the workloads after it.
+done_with() { raftq queue delete "$1" >/dev/null; }
+
 for ((run = 1; run <= RUNS; run++)); do
   echo "run $run/$RUNS"
   record W1 bench publish --queue "w1-$run" --inflight 256 --batch 256 "${W1[@]}"
+  done_with "w1-$run"
   record W2 bench sync --queue "w2-$run" "${W2[@]}"
+  done_with "w2-$run"
   record W3 bench e2e --queue "w3-$run" --inflight 256 --batch 256 --prefetch 256 "${W3[@]}"
+  done_with "w3-$run"
   record W3R15 bench e2e --queue "w3r15-$run" --inflight 256 --batch 256 --prefetch 256 --rate 15000 "${W3R15[@]}"
+  done_with "w3r15-$run"
   record W3R30 bench e2e --queue "w3r30-$run" --inflight 256 --batch 256 --prefetch 256 --rate 30000 "${W3R30[@]}"
+  done_with "w3r30-$run"
   record W5 bench failover --queue "w5-$run" --rate 1000 --fault kill "${W5[@]}" \
     --pid-dir "$RAFTQ_CLUSTER_DIR/pids" --restart-cmd "scripts/cluster.sh restart {id} >/dev/null"
   record W5p bench failover --queue "w5p-$run" --rate 1000 --fault pause "${W5[@]}" \
