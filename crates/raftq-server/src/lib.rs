@@ -27,4 +27,3 @@ pub mod router;
 pub mod server;
 pub mod sessions;
 pub mod snapshot_requests;
-pub mod split_votes;

@@ -19,7 +19,6 @@ use crate::network::pool::ChannelPool;
 use crate::raft::state_machine::{GroupShared, GroupState, SnapshotRequests, StateMachine};
 use crate::raft::types::{GroupId, NodeId, Raft, METADATA_GROUP};
 use crate::sessions::Sessions;
-use crate::split_votes::VoteReplies;
 
 /// One Raft group running on this node.
 pub struct Group {
@@ -223,7 +222,7 @@ impl Node {
     }
 
     pub(crate) async fn start_group(
-        self: &Arc<Self>,
+        &self,
         id: GroupId,
         initial: GroupState,
     ) -> Result<Arc<Group>, StartError> {
@@ -238,13 +237,11 @@ impl Node {
             self.snapshot_requests.clone(),
         )?;
         let log = self.store.log_store(id)?;
-        let vote_replies = Arc::new(VoteReplies::default());
         let network = NetworkFactory {
             group: id,
             self_id: self.id,
             pool: self.pool.clone(),
             liveness: self.liveness.clone(),
-            vote_replies: vote_replies.clone(),
         };
         let raft = Raft::new(self.id, self.raft_config.clone(), network, log, sm)
             .await
@@ -262,12 +259,6 @@ impl Node {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, group.clone());
-        // Ends by itself once the group's Raft has shut down.
-        tokio::spawn(crate::split_votes::run(
-            self.clone(),
-            group.clone(),
-            vote_replies,
-        ));
         Ok(group)
     }
 

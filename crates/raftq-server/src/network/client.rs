@@ -1,6 +1,5 @@
 //! Client side of the Raft transport: openraft's network traits over tonic.
 
-use crate::split_votes::VoteReplies;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +28,6 @@ pub struct NetworkFactory {
     pub self_id: NodeId,
     pub pool: Arc<ChannelPool>,
     pub liveness: Arc<Liveness>,
-    pub vote_replies: Arc<VoteReplies>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -43,7 +41,6 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.addr.clone(),
             pool: self.pool.clone(),
             liveness: self.liveness.clone(),
-            vote_replies: self.vote_replies.clone(),
         }
     }
 }
@@ -55,7 +52,6 @@ pub struct PeerClient {
     addr: String,
     pool: Arc<ChannelPool>,
     liveness: Arc<Liveness>,
-    vote_replies: Arc<VoteReplies>,
 }
 
 #[derive(Clone, Copy)]
@@ -162,13 +158,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        let resp: VoteResponse<NodeId> = self.call(Rpc::Vote, &rpc, option.hard_ttl()).await?;
-        self.vote_replies.record(
-            rpc.vote.leader_id().get_term(),
-            rpc.last_log_id.as_ref(),
-            resp.last_log_id.as_ref(),
-        );
-        Ok(resp)
+        self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
     }
 
     fn backoff(&self) -> openraft::network::Backoff {
