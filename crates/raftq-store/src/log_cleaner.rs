@@ -61,7 +61,8 @@ impl LogCleaner {
     /// Deletes the entries of `tree` at or below `upto`, later.
     pub(crate) fn delete_upto(&self, tree: sled::Tree, upto: u64) {
         if let Err(mpsc::SendError(job)) = self.tx.send(Job { tree, upto }) {
-            clean(&self.dropped, &job);
+            // Inline, in the purge itself: no pauses.
+            clean(&self.dropped, &job, Duration::ZERO);
         }
     }
 
@@ -70,11 +71,11 @@ impl LogCleaner {
         lock(&self.dropped).remove(name);
     }
 
-    /// Runs `drop`, which drops the trees `names`, while no deletion is under
-    /// way; deletions queued for them are skipped.
-    pub(crate) fn dropping<T>(&self, names: &[String], drop: impl FnOnce() -> T) -> T {
+    /// Runs `drop`, which drops the log tree `name` (and others), while no
+    /// deletion is under way; deletions queued for that tree are skipped.
+    pub(crate) fn dropping<T>(&self, name: &str, drop: impl FnOnce() -> T) -> T {
         let mut dropped = lock(&self.dropped);
-        dropped.extend(names.iter().map(|n| sled::IVec::from(n.as_bytes())));
+        dropped.insert(sled::IVec::from(name.as_bytes()));
         drop()
     }
 }
@@ -99,19 +100,19 @@ fn run(dropped: &Mutex<Dropped>, rx: mpsc::Receiver<Job>) {
             }
         }
         for job in jobs.values() {
-            clean(dropped, job);
+            clean(dropped, job, PAUSE);
         }
     }
 }
 
-fn clean(dropped: &Mutex<Dropped>, job: &Job) {
-    if let Err(e) = delete_upto(dropped, job) {
+fn clean(dropped: &Mutex<Dropped>, job: &Job, pause: Duration) {
+    if let Err(e) = delete_upto(dropped, job, pause) {
         // What stays behind is hidden from reads and retried by the next purge.
         tracing::warn!(tree = %String::from_utf8_lossy(&job.tree.name()), "deleting purged log entries failed: {e}");
     }
 }
 
-fn delete_upto(dropped: &Mutex<Dropped>, job: &Job) -> sled::Result<()> {
+fn delete_upto(dropped: &Mutex<Dropped>, job: &Job, pause: Duration) -> sled::Result<()> {
     let end = Bound::Included(sled::IVec::from(&index_key(job.upto)[..]));
     let name = job.tree.name();
     // Each key is visited once, so the loop ends even if a delete has no effect.
@@ -139,7 +140,9 @@ fn delete_upto(dropped: &Mutex<Dropped>, job: &Job) -> sled::Result<()> {
         job.tree.apply_batch(batch)?;
         from = Bound::Excluded(last);
         drop(dropped);
-        std::thread::sleep(PAUSE);
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
     }
 }
 
@@ -189,12 +192,12 @@ mod tests {
     }
 
     #[test]
-    fn the_tree_of_a_deleted_queue_is_skipped() {
+    fn a_purge_queued_for_a_deleted_queue_neither_stalls_the_cleaner_nor_revives_the_tree() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = sled::open(dir.path()).expect("db");
         let cleaner = LogCleaner::start();
         let dropped = tree_with_entries(&db, "g2-log", 100);
-        cleaner.dropping(&["g2-log".to_string()], || {
+        cleaner.dropping("g2-log", || {
             db.drop_tree("g2-log").expect("drop");
         });
         cleaner.delete_upto(dropped, 50);

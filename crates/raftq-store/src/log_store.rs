@@ -75,23 +75,24 @@ where
         committer: GroupCommitter,
         cleaner: LogCleaner,
     ) -> Result<Self, StoreError> {
-        let (log_name, meta_name) = (tree_name(group, "log"), tree_name(group, "meta"));
+        let log_name = tree_name(group, "log");
         cleaner.opened(log_name.as_bytes());
-        let store = Self {
-            group,
-            log: db.open_tree(log_name)?,
-            meta: db.open_tree(meta_name)?,
-            committer,
-            cleaner,
-            first_kept: Arc::new(AtomicU64::new(0)),
-            _config: PhantomData,
-        };
-        let purged: Option<LogId<u64>> = match store.meta.get(PURGED_KEY)? {
+        let log = db.open_tree(log_name)?;
+        let meta = db.open_tree(tree_name(group, "meta"))?;
+        let purged: Option<LogId<u64>> = match meta.get(PURGED_KEY)? {
             Some(bytes) => Some(decode(&bytes)?),
             None => None,
         };
         let first_kept = first_after(purged);
-        store.first_kept.store(first_kept, Ordering::SeqCst);
+        let store = Self {
+            group,
+            log,
+            meta,
+            committer,
+            cleaner,
+            first_kept: Arc::new(AtomicU64::new(first_kept)),
+            _config: PhantomData,
+        };
         // A node stopped while its cleaner was busy left purged entries behind:
         // delete them now rather than at the group's next purge, which an idle
         // group may never have.

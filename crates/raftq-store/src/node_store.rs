@@ -74,7 +74,7 @@ impl NodeStore {
     pub fn remove_group(&self, group: u64) -> Result<(), StoreError> {
         self.snapshot_store(group)?.remove_all()?;
         let names = group_tree_names(group);
-        self.cleaner.dropping(&names, || {
+        self.cleaner.dropping(&tree_name(group, "log"), || {
             for name in &names {
                 self.db.drop_tree(name)?;
             }

@@ -1,7 +1,10 @@
 //! The log store keeps what it acknowledged, across a reopen of the database.
 
+mod common;
+
 use std::io::Cursor;
 
+use common::reopen;
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
 use openraft::testing::log_id;
 use openraft::{Entry, EntryPayload, RaftLogReader, Vote};
@@ -25,26 +28,25 @@ fn entry(term: u64, index: u64) -> Entry<Tc> {
     }
 }
 
+/// The indexes of the entries a read of `range` returns.
+async fn indexes(
+    log: &mut raftq_store::LogStore<Tc>,
+    range: impl std::ops::RangeBounds<u64> + Clone + std::fmt::Debug + Send + Sync,
+) -> Vec<u64> {
+    log.try_get_log_entries(range)
+        .await
+        .expect("read")
+        .iter()
+        .map(|e| e.log_id.index)
+        .collect()
+}
+
 async fn append(store: &mut raftq_store::LogStore<Tc>, entries: Vec<Entry<Tc>>) {
     // Returns only once openraft's flushed-callback fired, i.e. after our flush.
     store
         .blocking_append(entries)
         .await
         .expect("append flushed");
-}
-
-/// The node's threads release their handles on the Db shortly after the last
-/// store is dropped; wait for the lock like a restarted process would.
-async fn reopen(path: &std::path::Path) -> NodeStore {
-    let mut reopened = NodeStore::open(path);
-    for _ in 0..100 {
-        if reopened.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        reopened = NodeStore::open(path);
-    }
-    reopened.expect("reopen")
 }
 
 #[tokio::test]
@@ -88,13 +90,7 @@ async fn truncate_and_purge_keep_the_log_consistent() {
     log.purge(log_id(1, 1, 3)).await.expect("purge");
     let state = log.get_log_state().await.expect("state");
     assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 3)));
-    let left: Vec<u64> = log
-        .try_get_log_entries(0..100)
-        .await
-        .expect("read")
-        .iter()
-        .map(|e| e.log_id.index)
-        .collect();
+    let left = indexes(&mut log, 0..100).await;
     assert_eq!(left, vec![4, 5, 6, 7]);
     // Purging everything still reports the purge point as the last log id.
     log.purge(log_id(1, 1, 7)).await.expect("purge all");
@@ -151,25 +147,13 @@ async fn entries_at_or_below_the_purge_point_are_never_read_back_even_before_the
         wait_for_entries_on_disk(&log, 2).await;
         // Stand-ins for entries the cleaner has not deleted yet.
         append(&mut log, (1..=4).map(|i| entry(1, i)).collect()).await;
-        let read: Vec<u64> = log
-            .try_get_log_entries(0..100)
-            .await
-            .expect("read")
-            .iter()
-            .map(|e| e.log_id.index)
-            .collect();
+        let read = indexes(&mut log, 0..100).await;
         assert_eq!(read, vec![5, 6]);
     }
     // The purge point is durable, so a restarted node hides them too.
     let node = reopen(dir.path()).await;
     let mut log = node.log_store::<Tc>(1).expect("log");
-    let read: Vec<u64> = log
-        .try_get_log_entries(..=5)
-        .await
-        .expect("read")
-        .iter()
-        .map(|e| e.log_id.index)
-        .collect();
+    let read = indexes(&mut log, ..=5).await;
     assert_eq!(read, vec![5]);
     // And its cleaner deletes them without waiting for another purge.
     wait_for_entries_on_disk(&log, 2).await;

@@ -1,21 +1,10 @@
 //! Snapshot files: what was committed is what a reopened node finds, and
 //! nothing else is left on disk.
 
-use raftq_store::{read_value, NodeStore};
+mod common;
 
-/// The flusher thread releases its handle on the Db shortly after the last store
-/// is dropped; wait for the lock like a restarted process would.
-async fn reopen(dir: &std::path::Path) -> NodeStore {
-    let mut reopened = NodeStore::open(dir);
-    for _ in 0..100 {
-        if reopened.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        reopened = NodeStore::open(dir);
-    }
-    reopened.expect("reopen")
-}
+use common::reopen;
+use raftq_store::{read_value, NodeStore};
 
 fn snapshot_files(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir.join("snapshots"))
