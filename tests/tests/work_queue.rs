@@ -182,6 +182,73 @@ async fn unacked_messages_of_a_dead_consumer_go_to_another_consumer() {
     assert_eq!(held, again);
 }
 
+/// The leader may assign a consumer more than its prefetch (so acks that are
+/// still committing do not pace it), but the client never holds more than its
+/// prefetch, and what it never saw comes back uncounted when it leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_holds_at_most_its_prefetch_and_unseen_messages_return_uncounted() {
+    let cluster = Cluster::start(3).await;
+    let addrs = all(&cluster);
+    client::create_queue(&addrs[0], "window", QueueOptions::default())
+        .await
+        .expect("create");
+    wait_leader(&addrs, "window", Duration::from_secs(10)).await;
+    publish_retrying(
+        &addrs,
+        "window",
+        "",
+        0,
+        payloads("w", 0..10),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("publish");
+
+    let mut first = subscribe_any(&addrs, "window", 3).await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let d = first
+            .next_delivery(Duration::from_secs(10))
+            .await
+            .expect("stream")
+            .expect("delivery");
+        seen.push(d.offset);
+    }
+    let more = first
+        .next_delivery(Duration::from_millis(500))
+        .await
+        .expect("stream");
+    assert!(more.is_none(), "a 4th unsettled delivery with prefetch 3");
+    assert!(first.ack(seen[0]).await.expect("ack"));
+    let d = first
+        .next_delivery(Duration::from_secs(10))
+        .await
+        .expect("stream")
+        .expect("delivery after the ack");
+    seen.push(d.offset);
+    assert_eq!(seen, vec![0, 1, 2, 3]);
+    drop(first); // leaves with 1, 2, 3 unacked and more assigned but never seen
+
+    let mut second = subscribe_any(&addrs, "window", 10).await;
+    let mut counts = std::collections::BTreeMap::new();
+    while counts.len() < 9 {
+        let d = second
+            .next_delivery(Duration::from_secs(10))
+            .await
+            .expect("stream")
+            .expect("delivery");
+        assert_eq!(d.redelivered, d.delivery_count > 0);
+        counts.insert(d.offset, d.delivery_count);
+        assert!(second.ack(d.offset).await.expect("ack"));
+    }
+    let expected: std::collections::BTreeMap<u64, u32> =
+        (1..10).map(|o| (o, u32::from(o <= 3))).collect();
+    assert_eq!(
+        counts, expected,
+        "only the messages the first client saw count a delivery"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acked_messages_never_return_after_leader_kills_and_full_restart() {
     let mut cluster = Cluster::start(3).await;

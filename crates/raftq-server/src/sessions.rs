@@ -27,7 +27,8 @@ pub struct Sessions {
 impl Sessions {
     /// Registers a consumer; deliveries for it arrive on the returned receiver. The
     /// channel is unbounded because the state machine already bounds it: never
-    /// more than `prefetch` unsettled deliveries per consumer.
+    /// more than `2 * prefetch - 1` held messages per consumer
+    /// (`api::consume_window`).
     pub fn register(
         &self,
         group: GroupId,

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
+use super::consume_window::{hold_limit, Window};
 use crate::catalog::QueueKind;
 use crate::error::ApiError;
 use crate::node::{now_ms, Group, Node};
@@ -67,7 +68,7 @@ pub async fn consume(
     let attach = Command::Attach {
         now_ms: now_ms(),
         consumer,
-        prefetch,
+        prefetch: hold_limit(prefetch),
     };
     if let Err(e) = router::propose(&group, GroupCommand::Queue(attach), &def.name).await {
         node.sessions.remove(consumer);
@@ -85,6 +86,7 @@ pub async fn consume(
         node.clone(),
         group,
         consumer,
+        Window::new(prefetch),
         deliveries,
         inbound,
         out_tx,
@@ -114,6 +116,7 @@ async fn session(
     node: Arc<Node>,
     group: Arc<Group>,
     consumer: ConsumerId,
+    mut window: Window,
     mut deliveries: mpsc::UnboundedReceiver<Delivery>,
     mut inbound: Streaming<ConsumeRequest>,
     out: mpsc::Sender<Result<ConsumeResponse, Status>>,
@@ -122,10 +125,10 @@ async fn session(
         tokio::select! {
             delivery = deliveries.recv() => match delivery {
                 Some(d) => {
-                    node.metrics.delivered_messages.inc();
-                    group.counters.delivered.inc();
-                    if out.send(Ok(to_proto(d))).await.is_err() {
-                        break;
+                    if let Some(d) = window.offer(d) {
+                        if !hand_out(&node, &group, &out, d).await {
+                            break;
+                        }
                     }
                 }
                 None => {
@@ -138,9 +141,20 @@ async fn session(
             },
             request = inbound.message() => match request {
                 Ok(Some(ConsumeRequest { kind: Some(consume_request::Kind::Settle(settle)) })) => {
+                    let now_allowed = window.settled(&settle.offsets);
                     // Settles commit concurrently so one slow commit never stalls
                     // deliveries; confirms carry the client's tag.
                     tokio::spawn(settle_one(node.clone(), group.clone(), consumer, settle, out.clone()));
+                    let mut open = true;
+                    for d in now_allowed {
+                        open = hand_out(&node, &group, &out, d).await;
+                        if !open {
+                            break;
+                        }
+                    }
+                    if !open {
+                        break;
+                    }
                 }
                 Ok(Some(_)) => {
                     let _ = out.send(Err(Status::invalid_argument("already subscribed: send settles only"))).await;
@@ -153,13 +167,35 @@ async fn session(
     }
     node.sessions.remove(consumer);
     if group.is_leader() {
-        // Best effort: if this fails, the next leader's reset returns the messages.
-        let detach = Command::Detach {
-            now_ms: now_ms(),
-            consumer,
+        // Best effort: if this fails, the next leader's reset returns the
+        // messages (counting a delivery for the parked ones too).
+        let unseen = window.parked_offsets();
+        let leave = if unseen.is_empty() {
+            Command::Detach {
+                now_ms: now_ms(),
+                consumer,
+            }
+        } else {
+            Command::Leave {
+                now_ms: now_ms(),
+                consumer,
+                unseen,
+            }
         };
-        let _ = group.raft.client_write(GroupCommand::Queue(detach)).await;
+        let _ = group.raft.client_write(GroupCommand::Queue(leave)).await;
     }
+}
+
+/// Sends one delivery to the client; false once the client is gone.
+async fn hand_out(
+    node: &Node,
+    group: &Group,
+    out: &mpsc::Sender<Result<ConsumeResponse, Status>>,
+    delivery: Delivery,
+) -> bool {
+    node.metrics.delivered_messages.inc();
+    group.counters.delivered.inc();
+    out.send(Ok(to_proto(delivery))).await.is_ok()
 }
 
 async fn settle_one(

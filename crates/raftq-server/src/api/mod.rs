@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod commit;
 pub mod consume;
+mod consume_window;
 pub mod info;
 pub mod publish;
 pub mod queue_service;
