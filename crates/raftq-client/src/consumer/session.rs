@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use raftq_proto::v1::{
     consume_request, consume_response, ConsumeRequest, ConsumeResponse, Delivery, Settle,
     SettleOutcome, Subscribe,
@@ -246,29 +246,25 @@ async fn serve(client: &Client, mut s: Session, number: u64, ch: &mut Channels) 
         let expiry = waiting.first_key_value().map(|(_, f)| f.deadline);
         let room = waiting.len() < SETTLES_IN_FLIGHT;
         tokio::select! {
-            response = s.responses.next() => match response {
-                Some(Ok(ConsumeResponse { kind: Some(kind) })) => match kind {
-                    consume_response::Kind::Delivery(delivery) => {
-                        let event = Event::Delivery { session: number, delivery };
-                        if ch.events.send(event).is_err() {
-                            break Ended::Stop;
-                        }
+            response = s.responses.next() => {
+                // Deliveries come in bursts (one commit on the leader frees
+                // many): take what already arrived without a select round,
+                // and its timers, per message.
+                let mut response = Some(response);
+                let mut taken = 0;
+                let mut end = None;
+                while let Some(r) = response {
+                    end = on_response(r, number, ch, &mut waiting);
+                    taken += 1;
+                    if end.is_some() || taken >= BURST {
+                        break;
                     }
-                    consume_response::Kind::Settled(c) => {
-                        if let Some(f) = waiting.remove(&c.tag) {
-                            split(&c.settled, f.parts);
-                        }
-                    }
-                    consume_response::Kind::Subscribed(_) => {}
-                },
-                Some(Ok(ConsumeResponse { kind: None })) => {}
-                Some(Err(status)) => {
-                    let e = Error::from_status(&status);
-                    let terminal = matches!(e, Error::NotFound(_) | Error::InvalidArgument(_));
-                    break Ended::Lost(terminal.then_some(e));
+                    response = s.responses.next().now_or_never();
                 }
-                None => break Ended::Lost(None),
-            },
+                if let Some(end) = end {
+                    break end;
+                }
+            }
             command = ch.settles.recv(), if room => {
                 let Some(first) = command else { break Ended::Stop };
                 let mut lost = false;
@@ -330,6 +326,45 @@ async fn serve(client: &Client, mut s: Session, number: u64, ch: &mut Channels) 
         }
     }
     ended
+}
+
+/// Most responses handled in one go before settles and timers get a turn.
+const BURST: usize = 256;
+
+/// Handles one response of the stream; `Some` when the session is over.
+fn on_response(
+    response: Option<Result<ConsumeResponse, tonic::Status>>,
+    number: u64,
+    ch: &Channels,
+    waiting: &mut BTreeMap<u64, InFlight>,
+) -> Option<Ended> {
+    match response {
+        Some(Ok(ConsumeResponse { kind: Some(kind) })) => match kind {
+            consume_response::Kind::Delivery(delivery) => {
+                let event = Event::Delivery {
+                    session: number,
+                    delivery,
+                };
+                if ch.events.send(event).is_err() {
+                    return Some(Ended::Stop);
+                }
+            }
+            consume_response::Kind::Settled(c) => {
+                if let Some(f) = waiting.remove(&c.tag) {
+                    split(&c.settled, f.parts);
+                }
+            }
+            consume_response::Kind::Subscribed(_) => {}
+        },
+        Some(Ok(ConsumeResponse { kind: None })) => {}
+        Some(Err(status)) => {
+            let e = Error::from_status(&status);
+            let terminal = matches!(e, Error::NotFound(_) | Error::InvalidArgument(_));
+            return Some(Ended::Lost(terminal.then_some(e)));
+        }
+        None => return Some(Ended::Lost(None)),
+    }
+    None
 }
 
 async fn sleep_until(at: Option<Instant>) {

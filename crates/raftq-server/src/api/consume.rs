@@ -124,11 +124,17 @@ async fn session(
     loop {
         tokio::select! {
             delivery = deliveries.recv() => match delivery {
-                Some(d) => {
-                    if let Some(d) = window.offer(d) {
-                        if !hand_out(&node, &group, &out, d).await {
-                            break;
-                        }
+                Some(first) => {
+                    // One apply often yields a burst of deliveries: take them
+                    // all at once rather than one select round each.
+                    let mut allowed = Vec::new();
+                    let mut next = Some(first);
+                    while let Some(d) = next {
+                        allowed.extend(window.offer(d));
+                        next = deliveries.try_recv().ok();
+                    }
+                    if !hand_out(&node, &group, &out, allowed).await {
+                        break;
                     }
                 }
                 None => {
@@ -145,14 +151,7 @@ async fn session(
                     // Settles commit concurrently so one slow commit never stalls
                     // deliveries; confirms carry the client's tag.
                     tokio::spawn(settle_one(node.clone(), group.clone(), consumer, settle, out.clone()));
-                    let mut open = true;
-                    for d in now_allowed {
-                        open = hand_out(&node, &group, &out, d).await;
-                        if !open {
-                            break;
-                        }
-                    }
-                    if !open {
+                    if !hand_out(&node, &group, &out, now_allowed).await {
                         break;
                     }
                 }
@@ -186,16 +185,28 @@ async fn session(
     }
 }
 
-/// Sends one delivery to the client; false once the client is gone.
+/// Sends deliveries to the client, in order; false once the client is gone.
 async fn hand_out(
     node: &Node,
     group: &Group,
     out: &mpsc::Sender<Result<ConsumeResponse, Status>>,
-    delivery: Delivery,
+    deliveries: Vec<Delivery>,
 ) -> bool {
-    node.metrics.delivered_messages.inc();
-    group.counters.delivered.inc();
-    out.send(Ok(to_proto(delivery))).await.is_ok()
+    let mut deliveries = deliveries.into_iter();
+    loop {
+        let n = deliveries.len().min(out.max_capacity());
+        if n == 0 {
+            return true;
+        }
+        let Ok(permits) = out.reserve_many(n).await else {
+            return false;
+        };
+        node.metrics.delivered_messages.add(n as u64);
+        group.counters.delivered.add(n as u64);
+        for (permit, delivery) in permits.zip(deliveries.by_ref()) {
+            permit.send(Ok(to_proto(delivery)));
+        }
+    }
 }
 
 async fn settle_one(
