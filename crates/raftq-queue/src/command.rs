@@ -94,19 +94,6 @@ pub enum Command {
         /// Next offset the consumer will read; at most the stream's next offset.
         offset: Offset,
     },
-    /// Remove a consumer whose leader-side session held some of its messages
-    /// back from the client (the client's prefetch was full): like `Detach`,
-    /// except that held offsets in `unseen` go back to the queue without
-    /// counting a delivery, because the client never saw them.
-    Leave {
-        /// Leader time.
-        now_ms: u64,
-        /// The consumer leaving.
-        consumer: ConsumerId,
-        /// Offsets assigned to it but never handed to its client; offsets it
-        /// does not hold are ignored.
-        unseen: Vec<Offset>,
-    },
 }
 
 /// Why a publish stored nothing.
@@ -203,7 +190,6 @@ impl Command {
             Self::Publish { now_ms, .. }
             | Self::Attach { now_ms, .. }
             | Self::Detach { now_ms, .. }
-            | Self::Leave { now_ms, .. }
             | Self::Settle { now_ms, .. }
             | Self::Tick { now_ms }
             | Self::ResetConsumers { now_ms }

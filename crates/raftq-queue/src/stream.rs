@@ -80,7 +80,6 @@ impl StreamLog {
             },
             Command::Attach { .. } => not_for_streams("Attach"),
             Command::Detach { .. } => not_for_streams("Detach"),
-            Command::Leave { .. } => not_for_streams("Leave"),
             Command::Settle { .. } => not_for_streams("Settle"),
         };
         self.retain();

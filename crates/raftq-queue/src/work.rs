@@ -74,22 +74,6 @@ impl WorkQueue {
                 self.end_deliveries(held, effects);
                 Outcome::Done
             }
-            Command::Leave {
-                consumer,
-                mut unseen,
-                ..
-            } => {
-                unseen.sort_unstable();
-                let held = self.consumers.detach(consumer).unwrap_or_default();
-                let (unseen, seen): (Vec<Offset>, Vec<Offset>) = held
-                    .into_iter()
-                    .partition(|o| unseen.binary_search(o).is_ok());
-                for offset in unseen {
-                    self.store.return_held(offset);
-                }
-                self.end_deliveries(seen, effects);
-                Outcome::Done
-            }
             Command::Settle {
                 consumer,
                 offsets,

@@ -183,33 +183,6 @@ fn delivery_count_counts_every_delivery_ended_without_ack() {
 }
 
 #[test]
-fn a_consumer_leaving_returns_what_its_client_never_saw_without_counting_it() {
-    let mut q = queue(|o| {
-        o.max_deliveries = Some(1);
-        o.dead_letter_queue = Some("dead".into());
-    });
-    publish(&mut q, 0, &["seen", "unseen"]);
-    attach(&mut q, 0, 1, 2);
-    let (_, effects) = apply(
-        &mut q,
-        Command::Leave {
-            now_ms: 0,
-            consumer: 1,
-            unseen: vec![1, 7],
-        },
-    );
-    // Offset 0 reached the client: its delivery counts, and max_deliveries = 1
-    // dead-letters it. Offset 1 never did: it is ready again, a first delivery.
-    assert_eq!(
-        dead_lettered(&effects),
-        vec![(0, DeadLetterReason::DeliveryLimit)]
-    );
-    assert_eq!(q.ready(), 1);
-    let effects = attach(&mut q, 0, 2, 2);
-    assert_eq!(delivered(&effects), vec![(2, 1, 0)]);
-}
-
-#[test]
 fn first_deliveries_follow_publish_order() {
     let mut q = queue(|_| {});
     for c in 1..=3 {

@@ -24,17 +24,6 @@ enum Pick {
     Any(u64),
 }
 
-fn resolve(picks: Vec<Pick>, held: &[Offset]) -> Vec<Offset> {
-    picks
-        .into_iter()
-        .map(|p| match p {
-            Pick::Held(i) if !held.is_empty() => held[i % held.len()],
-            Pick::Held(i) => i as u64,
-            Pick::Any(o) => o,
-        })
-        .collect()
-}
-
 #[derive(Clone, Debug)]
 enum Op {
     Publish {
@@ -55,12 +44,6 @@ enum Op {
     Detach {
         advance: u64,
         consumer: ConsumerId,
-    },
-    /// A detach that names some held offsets as never seen by the client.
-    Leave {
-        advance: u64,
-        consumer: ConsumerId,
-        unseen: Vec<Pick>,
     },
     Settle {
         advance: u64,
@@ -145,8 +128,6 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (advance.clone(), consumer.clone(), 0u32..4)
             .prop_map(|(advance, consumer, prefetch)| Op::Attach { advance, consumer, prefetch }),
         1 => (advance.clone(), consumer.clone()).prop_map(|(advance, consumer)| Op::Detach { advance, consumer }),
-        1 => (advance.clone(), consumer.clone(), proptest::collection::vec(pick.clone(), 0..4))
-            .prop_map(|(advance, consumer, unseen)| Op::Leave { advance, consumer, unseen }),
         6 => (advance.clone(), proptest::bool::weighted(0.75), consumer, proptest::collection::vec(pick, 0..4), settlement)
             .prop_map(|(advance, busy, consumer, picks, outcome)| Op::Settle { advance, busy, consumer, picks, outcome }),
         2 => advance.clone().prop_map(|advance| Op::Tick { advance }),
@@ -186,9 +167,6 @@ struct Harness {
     acked: BTreeSet<Offset>,
     dead_lettered: BTreeSet<Offset>,
     last_first_delivery: Option<Offset>,
-    /// Every offset delivered at least once: a released message comes back
-    /// with `redelivered = false`, but it is not a first delivery.
-    ever_delivered: BTreeSet<Offset>,
     last_dead_letter_seq: u64,
 }
 
@@ -205,7 +183,6 @@ impl Harness {
             acked: BTreeSet::new(),
             dead_lettered: BTreeSet::new(),
             last_first_delivery: None,
-            ever_delivered: BTreeSet::new(),
             last_dead_letter_seq: 0,
         }
     }
@@ -271,18 +248,6 @@ impl Harness {
                 now_ms: at(advance),
                 consumer,
             },
-            Op::Leave {
-                advance,
-                consumer,
-                unseen,
-            } => {
-                let held = self.queue.held_by(consumer);
-                Command::Leave {
-                    now_ms: at(advance),
-                    consumer,
-                    unseen: resolve(unseen, &held),
-                }
-            }
             Op::Settle {
                 advance,
                 busy,
@@ -301,7 +266,14 @@ impl Harness {
                     _ => consumer,
                 };
                 let held = self.queue.held_by(consumer);
-                let offsets = resolve(picks, &held);
+                let offsets = picks
+                    .into_iter()
+                    .map(|p| match p {
+                        Pick::Held(i) if !held.is_empty() => held[i % held.len()],
+                        Pick::Held(i) => i as u64,
+                        Pick::Any(o) => o,
+                    })
+                    .collect();
                 Command::Settle {
                     now_ms: at(advance),
                     consumer,
@@ -401,8 +373,7 @@ impl Harness {
                         "dead-lettered {o} delivered"
                     );
                     assert_eq!(delivery.redelivered, delivery.delivery_count > 0);
-                    if self.ever_delivered.insert(o) {
-                        assert!(!delivery.redelivered, "first delivery of {o} flagged");
+                    if !delivery.redelivered {
                         assert!(
                             self.last_first_delivery.is_none_or(|last| o > last),
                             "first delivery of {o} after {:?}",

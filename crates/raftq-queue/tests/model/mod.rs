@@ -113,21 +113,6 @@ impl Model {
                 }
                 Outcome::Done
             }
-            Command::Leave {
-                consumer, unseen, ..
-            } => {
-                if self.consumers.iter().any(|c| c.id == consumer) {
-                    self.consumers.retain(|c| c.id != consumer);
-                    for offset in self.held_offsets(Some(consumer)) {
-                        if unseen.contains(&offset) {
-                            self.msgs[offset as usize].place = Place::Ready;
-                        } else {
-                            self.end_delivery(offset, false, &mut fx);
-                        }
-                    }
-                }
-                Outcome::Done
-            }
             Command::Settle {
                 consumer,
                 offsets,

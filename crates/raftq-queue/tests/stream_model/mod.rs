@@ -83,10 +83,9 @@ impl Model {
                     Outcome::Invalid(String::new())
                 }
             }
-            Command::Attach { .. }
-            | Command::Detach { .. }
-            | Command::Leave { .. }
-            | Command::Settle { .. } => Outcome::Invalid(String::new()),
+            Command::Attach { .. } | Command::Detach { .. } | Command::Settle { .. } => {
+                Outcome::Invalid(String::new())
+            }
             Command::Tick { .. }
             | Command::ResetConsumers { .. }
             | Command::DeadLettered { .. } => Outcome::Done,

@@ -167,21 +167,14 @@ async fn session(
     node.sessions.remove(consumer);
     if group.is_leader() {
         // Best effort: if this fails, the next leader's reset returns the
-        // messages (counting a delivery for the parked ones too).
-        let unseen = window.parked_offsets();
-        let leave = if unseen.is_empty() {
-            Command::Detach {
-                now_ms: now_ms(),
-                consumer,
-            }
-        } else {
-            Command::Leave {
-                now_ms: now_ms(),
-                consumer,
-                unseen,
-            }
+        // messages. Parked ones count a delivery like the rest: returned
+        // uncounted, they would come back as first deliveries behind later
+        // offsets that other consumers already got, breaking FIFO.
+        let detach = Command::Detach {
+            now_ms: now_ms(),
+            consumer,
         };
-        let _ = group.raft.client_write(GroupCommand::Queue(leave)).await;
+        let _ = group.raft.client_write(GroupCommand::Queue(detach)).await;
     }
 }
 

@@ -11,8 +11,10 @@
 //! messages ([`hold_limit`]), and this window hands the client at most
 //! `prefetch` unsettled ones, counting a settle as soon as it arrives. What the
 //! state machine assigned beyond that is parked here until the client settles
-//! something; when the session ends, parked messages go back to the queue
-//! uncounted (`Command::Leave`), because the client never saw them.
+//! something. When the session ends, parked messages go back to the queue as
+//! everything else the consumer held does, counting a delivery: uncounted,
+//! they would come back as first deliveries after later offsets that other
+//! consumers already had, and first deliveries follow publish order.
 //! Prefetch 1 gets no slack: fair dispatch of long tasks must not park a
 //! second message on a busy consumer while another one is idle.
 
@@ -79,8 +81,8 @@ impl Window {
         ready
     }
 
-    /// Offsets assigned to this consumer that the client never saw.
-    pub fn parked_offsets(&self) -> Vec<Offset> {
+    #[cfg(test)]
+    fn parked_offsets(&self) -> Vec<Offset> {
         self.parked.iter().map(|d| d.offset).collect()
     }
 
