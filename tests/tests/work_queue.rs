@@ -44,17 +44,15 @@ async fn subscribe_any(addrs: &[String], queue: &str, prefetch: u32) -> TestCons
 async fn poison_message_dead_lettered_after_exactly_max_deliveries_across_leader_kill() {
     let mut cluster = Cluster::start(3).await;
     let addrs = all(&cluster);
-    client::create_queue(&addrs[0], "poison.dlq", QueueOptions::default())
-        .await
-        .expect("dlq");
+    cluster
+        .create_queue("poison.dlq", QueueOptions::default())
+        .await;
     let opts = QueueOptions {
         max_deliveries: 5,
         dead_letter_queue: "poison.dlq".into(),
         ..Default::default()
     };
-    client::create_queue(&addrs[0], "poison", opts)
-        .await
-        .expect("queue");
+    cluster.create_queue("poison", opts).await;
     let leader = wait_leader(&addrs, "poison", Duration::from_secs(10)).await;
     publish_retrying(
         &addrs,
@@ -138,9 +136,7 @@ async fn poison_message_dead_lettered_after_exactly_max_deliveries_across_leader
 async fn unacked_messages_of_a_dead_consumer_go_to_another_consumer() {
     let cluster = Cluster::start(3).await;
     let addrs = all(&cluster);
-    client::create_queue(&addrs[0], "work", QueueOptions::default())
-        .await
-        .expect("create");
+    cluster.create_queue("work", QueueOptions::default()).await;
     wait_leader(&addrs, "work", Duration::from_secs(10)).await;
     publish_retrying(
         &addrs,
@@ -189,9 +185,9 @@ async fn unacked_messages_of_a_dead_consumer_go_to_another_consumer() {
 async fn a_client_holds_at_most_its_prefetch_while_the_leader_assigns_up_to_twice_that() {
     let cluster = Cluster::start(3).await;
     let addrs = all(&cluster);
-    client::create_queue(&addrs[0], "window", QueueOptions::default())
-        .await
-        .expect("create");
+    cluster
+        .create_queue("window", QueueOptions::default())
+        .await;
     wait_leader(&addrs, "window", Duration::from_secs(10)).await;
     publish_retrying(
         &addrs,
@@ -255,9 +251,7 @@ async fn a_client_holds_at_most_its_prefetch_while_the_leader_assigns_up_to_twic
 async fn acked_messages_never_return_after_leader_kills_and_full_restart() {
     let mut cluster = Cluster::start(3).await;
     let addrs = all(&cluster);
-    client::create_queue(&addrs[0], "acks", QueueOptions::default())
-        .await
-        .expect("create");
+    cluster.create_queue("acks", QueueOptions::default()).await;
     let leader = wait_leader(&addrs, "acks", Duration::from_secs(10)).await;
     for b in 0..3u64 {
         publish_retrying(
@@ -340,9 +334,9 @@ async fn full_restart_from_snapshot_files(args: &[&str], pad_to: usize) {
         .start()
         .await;
     let addrs = all(&cluster);
-    client::create_queue(&addrs[0], "snapfile", QueueOptions::default())
-        .await
-        .expect("create");
+    cluster
+        .create_queue("snapfile", QueueOptions::default())
+        .await;
     wait_leader(&addrs, "snapfile", Duration::from_secs(10)).await;
     let padded = |i: u64| {
         let mut p = format!("f{i}:").into_bytes();
@@ -421,9 +415,7 @@ async fn full_restart_from_snapshot_files(args: &[&str], pad_to: usize) {
 async fn a_later_batch_sent_first_is_never_stored_ahead_of_its_predecessor() {
     let cluster = Cluster::start(3).await;
     let addrs = all(&cluster);
-    client::create_queue(&addrs[0], "order", QueueOptions::default())
-        .await
-        .expect("create");
+    cluster.create_queue("order", QueueOptions::default()).await;
     let leader = wait_leader(&addrs, "order", Duration::from_secs(10)).await;
     let mut leader_client = client::queue(&cluster.addr(leader)).await.expect("connect");
     let publish = |client: &mut raftq_proto::v1::queue_service_client::QueueServiceClient<_>,
@@ -501,9 +493,7 @@ async fn a_later_batch_sent_first_is_never_stored_ahead_of_its_predecessor() {
 async fn retried_idempotent_publish_after_leader_kill_is_stored_once() {
     let mut cluster = Cluster::start(3).await;
     let addrs = all(&cluster);
-    client::create_queue(&addrs[0], "idem", QueueOptions::default())
-        .await
-        .expect("create");
+    cluster.create_queue("idem", QueueOptions::default()).await;
     let leader = wait_leader(&addrs, "idem", Duration::from_secs(10)).await;
     let batch = payloads("i", 0..100);
     let offsets = publish_retrying(
@@ -566,33 +556,27 @@ async fn retried_idempotent_publish_after_leader_kill_is_stored_once() {
 async fn ttl_and_length_limits_behave_as_documented() {
     let cluster = Cluster::start(3).await;
     let addrs = all(&cluster);
-    client::create_queue(&addrs[0], "limits.dlq", QueueOptions::default())
-        .await
-        .expect("dlq");
+    cluster
+        .create_queue("limits.dlq", QueueOptions::default())
+        .await;
     let ttl = QueueOptions {
         message_ttl_ms: 300,
         dead_letter_queue: "limits.dlq".into(),
         ..Default::default()
     };
-    client::create_queue(&addrs[0], "ttl", ttl)
-        .await
-        .expect("ttl queue");
+    cluster.create_queue("ttl", ttl).await;
     let reject = QueueOptions {
         max_length: 3,
         ..Default::default()
     };
-    client::create_queue(&addrs[0], "full", reject)
-        .await
-        .expect("reject queue");
+    cluster.create_queue("full", reject).await;
     let drop_head = QueueOptions {
         max_length: 3,
         overflow: Overflow::DropHead as i32,
         dead_letter_queue: "limits.dlq".into(),
         ..Default::default()
     };
-    client::create_queue(&addrs[0], "head", drop_head)
-        .await
-        .expect("drop-head queue");
+    cluster.create_queue("head", drop_head).await;
     for q in ["ttl", "full", "head", "limits.dlq"] {
         wait_leader(&addrs, q, Duration::from_secs(10)).await;
     }
