@@ -44,9 +44,7 @@ async fn metrics_of_a_live_node_move_with_publish_and_consume() {
         .into_iter()
         .map(|id| cluster.addr(id))
         .collect();
-    client::create_queue(&addrs[0], "m", QueueOptions::default())
-        .await
-        .expect("create");
+    cluster.create_queue("m", QueueOptions::default()).await;
     let leader = wait_leader(&addrs, "m", Duration::from_secs(10)).await;
     let metrics_addr = cluster.node(leader).metrics_addr.clone();
     let before = scrape(&metrics_addr).await;
@@ -155,9 +153,7 @@ async fn grafana_dashboard_plots_only_exported_metrics() {
         .into_iter()
         .map(|id| cluster.addr(id))
         .collect();
-    client::create_queue(&addrs[0], "g", QueueOptions::default())
-        .await
-        .expect("create");
+    cluster.create_queue("g", QueueOptions::default()).await;
     let leader = wait_leader(&addrs, "g", Duration::from_secs(10)).await;
     let exported: Vec<String> = scrape(&cluster.node(leader).metrics_addr)
         .await
