@@ -18,6 +18,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod outrun;
 pub mod peer_down;
 pub mod proposal_order;
 pub mod quiesce;

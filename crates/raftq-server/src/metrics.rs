@@ -106,6 +106,9 @@ pub struct NodeMetrics {
     pub reads_forwarded: Counter,
     pub read_index_requests: Counter,
     pub elections_won: Counter,
+    /// Elections started at once after refusing a shorter-log candidate
+    /// while the leader was silent (`outrun`).
+    pub outrun_elections: Counter,
     pub publish_commit_latency: Histogram,
     /// Time a consistent read waited: read index from the leader, then the
     /// local replica applying up to it.
@@ -204,6 +207,12 @@ pub fn render(node: &Node) -> String {
         "raftq_elections_won_total",
         "Times this node became leader of a group.",
         m.elections_won.get(),
+    );
+    counter(
+        &mut out,
+        "raftq_outrun_elections_total",
+        "Elections this node started at once after refusing a candidate with a shorter log while the leader was silent.",
+        m.outrun_elections.get(),
     );
     m.publish_commit_latency.render(
         &mut out,

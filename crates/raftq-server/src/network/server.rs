@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use crate::network::wire;
 use crate::node::{Group, Node};
+use crate::outrun;
 use crate::raft::types::TypeConfig;
 
 pub struct PeerService {
@@ -58,7 +59,18 @@ impl RaftPeer for PeerService {
         let req = request.into_inner();
         let group = self.group(&req)?;
         let rpc: VoteRequest<u64> = decode(&req)?;
-        reply(&group.raft.vote(rpc).await)
+        let before = outrun::Before::of(&self.node, &group);
+        let result = group.raft.vote(rpc.clone()).await;
+        if let Ok(resp) = &result {
+            if outrun::after_vote(&self.node, &group, &rpc, resp, before) {
+                // Lost, as far as the candidate can tell: a refusal for its
+                // log would delay its next election by 440 ms (see outrun).
+                return Err(Status::unavailable(
+                    "voter refused the candidate's shorter log and stands itself",
+                ));
+            }
+        }
+        reply(&result)
     }
 
     async fn install_snapshot(
