@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use raftq_proto::v1::QueueOptions;
-use raftq_tests::client::{self, payloads, publish_retrying, wait_leader};
+use raftq_tests::client::{self, payloads, publish_retrying};
 use raftq_tests::cluster::Cluster;
 use raftq_tests::consumer::drain;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -44,8 +44,10 @@ async fn metrics_of_a_live_node_move_with_publish_and_consume() {
         .into_iter()
         .map(|id| cluster.addr(id))
         .collect();
-    cluster.create_queue("m", QueueOptions::default()).await;
-    let leader = wait_leader(&addrs, "m", Duration::from_secs(10)).await;
+    let leader = cluster
+        .create_queue("m", QueueOptions::default())
+        .await
+        .leader_id;
     let metrics_addr = cluster.node(leader).metrics_addr.clone();
     let before = scrape(&metrics_addr).await;
 
@@ -148,13 +150,10 @@ async fn grafana_dashboard_plots_only_exported_metrics() {
     assert!(wanted.len() > 10, "dashboard metrics found: {wanted:?}");
 
     let cluster = Cluster::start(3).await;
-    let addrs: Vec<String> = cluster
-        .ids()
-        .into_iter()
-        .map(|id| cluster.addr(id))
-        .collect();
-    cluster.create_queue("g", QueueOptions::default()).await;
-    let leader = wait_leader(&addrs, "g", Duration::from_secs(10)).await;
+    let leader = cluster
+        .create_queue("g", QueueOptions::default())
+        .await
+        .leader_id;
     let exported: Vec<String> = scrape(&cluster.node(leader).metrics_addr)
         .await
         .into_keys()

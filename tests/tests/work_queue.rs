@@ -52,8 +52,7 @@ async fn poison_message_dead_lettered_after_exactly_max_deliveries_across_leader
         dead_letter_queue: "poison.dlq".into(),
         ..Default::default()
     };
-    cluster.create_queue("poison", opts).await;
-    let leader = wait_leader(&addrs, "poison", Duration::from_secs(10)).await;
+    let leader = cluster.create_queue("poison", opts).await.leader_id;
     publish_retrying(
         &addrs,
         "poison",
@@ -137,7 +136,6 @@ async fn unacked_messages_of_a_dead_consumer_go_to_another_consumer() {
     let cluster = Cluster::start(3).await;
     let addrs = all(&cluster);
     cluster.create_queue("work", QueueOptions::default()).await;
-    wait_leader(&addrs, "work", Duration::from_secs(10)).await;
     publish_retrying(
         &addrs,
         "work",
@@ -188,7 +186,6 @@ async fn a_client_holds_at_most_its_prefetch_while_the_leader_assigns_up_to_twic
     cluster
         .create_queue("window", QueueOptions::default())
         .await;
-    wait_leader(&addrs, "window", Duration::from_secs(10)).await;
     publish_retrying(
         &addrs,
         "window",
@@ -251,8 +248,10 @@ async fn a_client_holds_at_most_its_prefetch_while_the_leader_assigns_up_to_twic
 async fn acked_messages_never_return_after_leader_kills_and_full_restart() {
     let mut cluster = Cluster::start(3).await;
     let addrs = all(&cluster);
-    cluster.create_queue("acks", QueueOptions::default()).await;
-    let leader = wait_leader(&addrs, "acks", Duration::from_secs(10)).await;
+    let leader = cluster
+        .create_queue("acks", QueueOptions::default())
+        .await
+        .leader_id;
     for b in 0..3u64 {
         publish_retrying(
             &addrs,
@@ -337,7 +336,6 @@ async fn full_restart_from_snapshot_files(args: &[&str], pad_to: usize) {
     cluster
         .create_queue("snapfile", QueueOptions::default())
         .await;
-    wait_leader(&addrs, "snapfile", Duration::from_secs(10)).await;
     let padded = |i: u64| {
         let mut p = format!("f{i}:").into_bytes();
         p.resize(pad_to.max(p.len()), b'.');
@@ -414,9 +412,10 @@ async fn full_restart_from_snapshot_files(args: &[&str], pad_to: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_later_batch_sent_first_is_never_stored_ahead_of_its_predecessor() {
     let cluster = Cluster::start(3).await;
-    let addrs = all(&cluster);
-    cluster.create_queue("order", QueueOptions::default()).await;
-    let leader = wait_leader(&addrs, "order", Duration::from_secs(10)).await;
+    let leader = cluster
+        .create_queue("order", QueueOptions::default())
+        .await
+        .leader_id;
     let mut leader_client = client::queue(&cluster.addr(leader)).await.expect("connect");
     let publish = |client: &mut raftq_proto::v1::queue_service_client::QueueServiceClient<_>,
                    sequence: u64| {
@@ -493,8 +492,10 @@ async fn a_later_batch_sent_first_is_never_stored_ahead_of_its_predecessor() {
 async fn retried_idempotent_publish_after_leader_kill_is_stored_once() {
     let mut cluster = Cluster::start(3).await;
     let addrs = all(&cluster);
-    cluster.create_queue("idem", QueueOptions::default()).await;
-    let leader = wait_leader(&addrs, "idem", Duration::from_secs(10)).await;
+    let leader = cluster
+        .create_queue("idem", QueueOptions::default())
+        .await
+        .leader_id;
     let batch = payloads("i", 0..100);
     let offsets = publish_retrying(
         &addrs,
@@ -577,9 +578,6 @@ async fn ttl_and_length_limits_behave_as_documented() {
         ..Default::default()
     };
     cluster.create_queue("head", drop_head).await;
-    for q in ["ttl", "full", "head", "limits.dlq"] {
-        wait_leader(&addrs, q, Duration::from_secs(10)).await;
-    }
 
     // TTL: expires while nobody consumes, and is dead-lettered as "expired".
     publish_retrying(

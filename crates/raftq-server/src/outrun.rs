@@ -43,7 +43,8 @@ pub struct Before {
 
 impl Before {
     pub fn of(node: &Node, group: &Group) -> Self {
-        let metrics = group.raft.metrics().borrow().clone();
+        let watch = group.raft.metrics();
+        let metrics = watch.borrow();
         let leader_silence = metrics
             .current_leader
             .filter(|l| *l != node.id)
@@ -136,6 +137,10 @@ mod tests {
         VoteResponse::new(Vote::new_committed(our_term, 1), last, false)
     }
 
+    fn stands(req: VoteRequest<NodeId>, resp: VoteResponse<NodeId>, before: Before) -> u64 {
+        elections_to_start(&req, &resp, before, LEASE)
+    }
+
     fn follower(term: u64, silence_ms: Option<u64>) -> Before {
         Before {
             term,
@@ -146,22 +151,20 @@ mod tests {
 
     #[test]
     fn a_shorter_log_candidate_one_term_ahead_makes_us_stand_twice() {
-        let n = elections_to_start(
-            &req(6, log(5, 100)),
-            &refused(5, log(5, 101)),
+        let n = stands(
+            req(6, log(5, 100)),
+            refused(5, log(5, 101)),
             follower(5, Some(400)),
-            LEASE,
         );
         assert_eq!(n, 2);
     }
 
     #[test]
     fn nothing_while_the_leader_was_heard_within_its_lease() {
-        let n = elections_to_start(
-            &req(6, log(5, 100)),
-            &refused(5, log(5, 101)),
+        let n = stands(
+            req(6, log(5, 100)),
+            refused(5, log(5, 101)),
             follower(5, Some(100)),
-            LEASE,
         );
         assert_eq!(n, 0);
     }
@@ -169,31 +172,25 @@ mod tests {
     #[test]
     fn nothing_when_the_candidate_is_as_long_or_the_vote_was_granted() {
         let before = follower(5, None);
-        let equal = elections_to_start(
-            &req(6, log(5, 101)),
-            &refused(5, log(5, 101)),
+        let equal = stands(req(6, log(5, 101)), refused(5, log(5, 101)), before);
+        let granted = stands(
+            req(6, log(5, 100)),
+            VoteResponse::new(Vote::new(6, 2), log(5, 101), true),
             before,
-            LEASE,
-        );
-        let granted = elections_to_start(
-            &req(6, log(5, 100)),
-            &VoteResponse::new(Vote::new(6, 2), log(5, 101), true),
-            before,
-            LEASE,
         );
         assert_eq!((equal, granted), (0, 0));
     }
 
     #[test]
     fn nothing_unless_a_follower_behind_the_candidates_term() {
-        let r = req(6, log(5, 100));
-        let resp = refused(6, log(5, 101));
+        let ask = || (req(6, log(5, 100)), refused(6, log(5, 101)));
         let candidate = Before {
             follower: false,
             ..follower(5, None)
         };
-        assert_eq!(elections_to_start(&r, &resp, candidate, LEASE), 0);
-        assert_eq!(elections_to_start(&r, &resp, follower(6, None), LEASE), 0);
-        assert_eq!(elections_to_start(&r, &resp, follower(1, None), LEASE), 0);
+        for before in [candidate, follower(6, None), follower(1, None)] {
+            let (r, resp) = ask();
+            assert_eq!(stands(r, resp, before), 0, "{before:?}");
+        }
     }
 }

@@ -64,7 +64,8 @@ impl RaftPeer for PeerService {
         if let Ok(resp) = &result {
             if outrun::after_vote(&self.node, &group, &rpc, resp, before) {
                 // Lost, as far as the candidate can tell: a refusal for its
-                // log would delay its next election by 440 ms (see outrun).
+                // log would delay its next election by 2 x election_timeout_max
+                // (see outrun).
                 return Err(Status::unavailable(
                     "voter refused the candidate's shorter log and stands itself",
                 ));
