@@ -162,7 +162,7 @@ impl Client {
         while let Some(result) = probes.next().await {
             match result {
                 Ok(_) => return true,
-                Err(Error::Transport(_) | Error::RequestTimeout(_)) => {}
+                Err(Error::Connect(_) | Error::Transport(_) | Error::RequestTimeout(_)) => {}
                 Err(_) => answered = true,
             }
         }
@@ -260,9 +260,9 @@ impl Client {
     /// one, else stop preferring `addr` as the leader. True when a hint was new.
     pub(crate) fn learn_from_failure(&self, queue: Option<&str>, addr: &str, e: &Error) -> bool {
         let dir = &self.inner.directory;
-        if let Error::Unavailable(m) = e {
+        if let Some((id, leader_addr)) = e.leader_hint() {
             let before = queue.and_then(|q| dir.leader(q));
-            if dir.learn_hint(queue, m) {
+            if dir.learn_leader(queue, id, leader_addr) {
                 let after = queue.and_then(|q| dir.leader(q));
                 return after.is_some() && after != before && after.as_deref() != Some(addr);
             }
@@ -479,7 +479,7 @@ impl Client {
             }
             tokio::select! {
                 r = with_timeout(&addr, timeout, fut) => r,
-                moved = self.leader_moved_from(&queue, &addr) => Err(Error::Unavailable(format!(
+                moved = self.leader_moved_from(&queue, &addr) => Err(Error::unavailable(format!(
                     "{addr} stopped answering and the queue '{queue}' has a new leader at {moved}; resending"
                 ))),
             }
@@ -543,9 +543,10 @@ struct LastError {
 impl LastError {
     fn record(&mut self, e: Error) {
         match e {
-            Error::Transport(_) | Error::RequestTimeout(_) | Error::Unreachable(_) => {
-                self.other = Some(e)
-            }
+            Error::Connect(_)
+            | Error::Transport(_)
+            | Error::RequestTimeout(_)
+            | Error::Unreachable(_) => self.other = Some(e),
             _ => self.answer = Some(e),
         }
     }
@@ -572,6 +573,7 @@ pub(crate) async fn with_timeout<T>(
     // A little slack so the server's own DEADLINE_EXCEEDED wins when it comes.
     match tokio::time::timeout(timeout + Duration::from_millis(50), fut).await {
         Ok(Err(Error::Transport(m))) => Err(Error::Transport(format!("{addr}: {m}"))),
+        Ok(Err(Error::Connect(m))) => Err(Error::Connect(format!("{addr}: {m}"))),
         Ok(result) => result,
         Err(_) => Err(Error::RequestTimeout(format!(
             "{addr} did not answer within {timeout:?}"

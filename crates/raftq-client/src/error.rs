@@ -4,12 +4,25 @@
 use std::error::Error as _;
 use std::time::Duration;
 
+use raftq_proto::metadata;
 use tonic::{Code, Status};
+
+/// Whether a request that failed may have taken effect, as the server said
+/// (metadata `raftq-retry`), or as the client knows from what happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Refused before anything was proposed: safe to send again, whatever it is.
+    No,
+    /// It may have taken effect: only an idempotent request is sent again.
+    Maybe,
+}
 
 /// Everything that can go wrong talking to a raftq cluster.
 ///
 /// Variants carrying a server message show it as is: the server already writes
-/// them for people ("queue 'orders' does not exist").
+/// them for people ("queue 'orders' does not exist"). What the client decides
+/// (retry, where the leader is) comes from the status code and its typed
+/// metadata, never from the message text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// No seed address answered at all (wrong addresses, or the cluster is down).
@@ -17,8 +30,13 @@ pub enum Error {
     Unreachable(String),
     /// The cluster answered but cannot serve this now: no leader yet, leadership
     /// moving, node shutting down. Retried automatically until the deadline.
-    #[error("{0}")]
-    Unavailable(String),
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        applied: Applied,
+        /// The queue's leader (node id, address) when the server named it.
+        leader: Option<(u64, String)>,
+    },
     /// Unknown queue.
     #[error("{0}")]
     NotFound(String),
@@ -31,7 +49,9 @@ pub enum Error {
     /// An idempotent producer's sequence did not follow on from the last one.
     #[error("{0}")]
     FailedPrecondition(String),
-    /// The queue is full (`max_length` / `max_bytes` with `overflow = reject-publish`).
+    /// A limit: the queue is full (`max_length` / `max_bytes` with
+    /// `overflow = reject-publish`), or a batch or request over the node's size
+    /// limits.
     #[error("{0}")]
     ResourceExhausted(String),
     /// One attempt got no answer within `request_timeout`: it may or may not
@@ -42,7 +62,12 @@ pub enum Error {
     /// the last failure seen.
     #[error("gave up after {after:?}: {last}")]
     Timeout { after: Duration, last: String },
-    /// The connection failed (refused, reset, HTTP/2 error) before an answer came.
+    /// No connection could be made (refused, unreachable): the request was
+    /// never sent.
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// The connection failed (reset, HTTP/2 error) after the request may have
+    /// been sent, before an answer came.
     #[error("transport error: {0}")]
     Transport(String),
     /// Any other server failure (INTERNAL, UNIMPLEMENTED, ...).
@@ -56,13 +81,24 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A failure the client itself observed (a session ended, no answer):
+    /// whatever was in flight may have been applied.
+    pub fn unavailable(message: impl Into<String>) -> Error {
+        Error::Unavailable {
+            message: message.into(),
+            applied: Applied::Maybe,
+            leader: None,
+        }
+    }
+
     /// Worth retrying (elsewhere or later) rather than reporting: the cluster
     /// may serve it once a leader is elected or a node is back.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Unavailable(_)
+            Error::Unavailable { .. }
                 | Error::Unreachable(_)
+                | Error::Connect(_)
                 | Error::Transport(_)
                 | Error::RequestTimeout(_)
         )
@@ -73,23 +109,20 @@ impl Error {
     /// mid-request is not such a case.
     pub(crate) fn surely_not_applied(&self) -> bool {
         match self {
-            Error::Unreachable(_) => true,
-            Error::Transport(m) => is_connect_failure(m),
-            // Only the refusals a node gives before proposing anything; a
-            // forward that lost its answer, or a raft error after proposing,
-            // may have been applied.
-            Error::Unavailable(m) => {
-                !m.contains("forwarded request failed")
-                    && [
-                        "no leader",
-                        "shutting down",
-                        "not the leader",
-                        "leadership moved",
-                    ]
-                    .iter()
-                    .any(|refusal| m.contains(refusal))
-            }
+            Error::Unreachable(_) | Error::Connect(_) => true,
+            Error::Unavailable { applied, .. } => *applied == Applied::No,
             _ => false,
+        }
+    }
+
+    /// The queue's leader, when the server named it with this failure.
+    pub fn leader_hint(&self) -> Option<(u64, &str)> {
+        match self {
+            Error::Unavailable {
+                leader: Some((id, addr)),
+                ..
+            } => Some((*id, addr.as_str())),
+            _ => None,
         }
     }
 
@@ -105,7 +138,12 @@ impl Error {
     /// sent by a server) from answers.
     pub fn from_status(s: &Status) -> Error {
         if s.source().is_some() {
-            return Error::Transport(describe_transport(s));
+            let described = describe_transport(s);
+            return if never_connected(s) {
+                Error::Connect(described)
+            } else {
+                Error::Transport(described)
+            };
         }
         let m = if s.message().is_empty() {
             s.code().description().to_string()
@@ -119,11 +157,53 @@ impl Error {
             Code::FailedPrecondition => Error::FailedPrecondition(m),
             Code::ResourceExhausted => Error::ResourceExhausted(m),
             // ABORTED is gRPC's "retry at a higher level".
-            Code::Unavailable | Code::Aborted => Error::Unavailable(m),
+            Code::Unavailable | Code::Aborted => {
+                let meta = s.metadata();
+                let applied = match meta.get(metadata::RETRY).and_then(|v| v.to_str().ok()) {
+                    Some(metadata::NOT_APPLIED) => Applied::No,
+                    _ => Applied::Maybe,
+                };
+                Error::Unavailable {
+                    message: m,
+                    applied,
+                    leader: leader_from(meta),
+                }
+            }
             Code::DeadlineExceeded | Code::Cancelled => Error::RequestTimeout(m),
             _ => Error::Server(format!("{}: {m}", s.code().description())),
         }
     }
+}
+
+fn leader_from(meta: &tonic::metadata::MetadataMap) -> Option<(u64, String)> {
+    let id = meta.get(metadata::LEADER_ID)?.to_str().ok()?.parse().ok()?;
+    let addr = meta.get(metadata::LEADER_ADDR)?.to_str().ok()?;
+    if addr.is_empty() {
+        return None;
+    }
+    Some((id, addr.to_string()))
+}
+
+/// Whether the connection was never made (refused, no route), from the
+/// typed causes: such a request was never sent.
+fn never_connected(s: &Status) -> bool {
+    use std::io::ErrorKind;
+    let mut cause = s.source();
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::AddrNotAvailable
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+            ) {
+                return true;
+            }
+        }
+        cause = e.source();
+    }
+    false
 }
 
 impl From<Status> for Error {
@@ -152,52 +232,43 @@ fn describe_transport(s: &Status) -> String {
     parts.join(": ")
 }
 
-fn is_connect_failure(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("connect") || m.contains("refused") || m.contains("dns")
-}
-
-/// Parses the `leader=ID@HOST:PORT` hint a server puts in UNAVAILABLE messages.
-pub fn leader_hint(message: &str) -> Option<(u64, String)> {
-    let start = message.find("leader=")? + "leader=".len();
-    let (id, rest) = message[start..].split_once('@')?;
-    let addr: String = rest
-        .chars()
-        .take_while(|c| !c.is_whitespace() && !matches!(c, ')' | ',' | ';' | ']'))
-        .collect();
-    if addr.is_empty() || !addr.contains(':') {
-        return None;
-    }
-    Some((id.trim().parse().ok()?, addr))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic::metadata::MetadataMap;
 
-    #[test]
-    fn leader_hint_is_parsed_from_unavailable_messages() {
-        assert_eq!(
-            leader_hint("node 2 is not the leader of queue 'q' (leader=3@127.0.0.1:7003)"),
-            Some((3, "127.0.0.1:7003".to_string()))
-        );
-        assert_eq!(
-            leader_hint("leadership moved (leader=12@raftq-2.raftq:7001)"),
-            Some((12, "raftq-2.raftq:7001".to_string()))
-        );
-        assert_eq!(
-            leader_hint("leader=1@10.0.0.1:7001, retry"),
-            Some((1, "10.0.0.1:7001".to_string()))
-        );
+    fn unavailable(message: &str, pairs: &[(&'static str, &str)]) -> Status {
+        let mut meta = MetadataMap::new();
+        for (k, v) in pairs {
+            meta.insert(*k, v.parse().expect("ascii"));
+        }
+        Status::with_metadata(Code::Unavailable, message, meta)
     }
 
     #[test]
-    fn malformed_leader_hints_are_ignored() {
-        assert_eq!(leader_hint("queue 'q' has no leader yet; retry"), None);
-        assert_eq!(leader_hint("leader=x@127.0.0.1:7001"), None);
-        assert_eq!(leader_hint("leader=3@"), None);
-        assert_eq!(leader_hint("leader=3 at somewhere"), None);
-        assert_eq!(leader_hint("leader=3@nohostport)"), None);
+    fn the_leader_hint_comes_from_metadata_not_from_the_message() {
+        let e = Error::from(unavailable(
+            "anything, reworded at will (leader=9@elsewhere:1)",
+            &[
+                (metadata::LEADER_ID, "3"),
+                (metadata::LEADER_ADDR, "127.0.0.1:7003"),
+                (metadata::RETRY, metadata::NOT_APPLIED),
+            ],
+        ));
+        assert_eq!(e.leader_hint(), Some((3, "127.0.0.1:7003")));
+        let untyped = Error::from(unavailable("leader=3@127.0.0.1:7003", &[]));
+        assert_eq!(untyped.leader_hint(), None);
+    }
+
+    #[test]
+    fn malformed_leader_metadata_is_ignored() {
+        let bad_id = Error::from(unavailable(
+            "x",
+            &[(metadata::LEADER_ID, "x"), (metadata::LEADER_ADDR, "a:1")],
+        ));
+        assert_eq!(bad_id.leader_hint(), None);
+        let no_addr = Error::from(unavailable("x", &[(metadata::LEADER_ID, "3")]));
+        assert_eq!(no_addr.leader_hint(), None);
     }
 
     #[test]
@@ -222,7 +293,7 @@ mod tests {
             ),
             (
                 Status::unavailable("no leader"),
-                Error::Unavailable("no leader".into()),
+                Error::unavailable("no leader"),
             ),
             (
                 Status::deadline_exceeded("slow"),
@@ -242,6 +313,7 @@ mod tests {
     fn only_transient_failures_are_retried() {
         assert!(Error::from(Status::unavailable("x")).is_retryable());
         assert!(Error::Transport("reset".into()).is_retryable());
+        assert!(Error::Connect("refused".into()).is_retryable());
         assert!(Error::RequestTimeout("x".into()).is_retryable());
         assert!(!Error::from(Status::not_found("x")).is_retryable());
         assert!(!Error::from(Status::failed_precondition("x")).is_retryable());
@@ -249,22 +321,39 @@ mod tests {
     }
 
     #[test]
-    fn ambiguous_failures_are_not_called_unapplied() {
-        assert!(Error::Unavailable("queue 'q' has no leader yet".into()).surely_not_applied());
-        assert!(Error::Unavailable("leadership moved (leader=2@b:2)".into()).surely_not_applied());
-        assert!(
-            !Error::Unavailable("queue 'q': raft group unavailable: fatal".into())
-                .surely_not_applied()
+    fn only_what_the_server_or_the_socket_says_was_not_applied_is_resent() {
+        let refused = unavailable(
+            "queue 'q' has no leader yet",
+            &[(metadata::RETRY, metadata::NOT_APPLIED)],
         );
-        assert!(
-            !Error::Unavailable("forwarded request failed: Unavailable: x".into())
-                .surely_not_applied()
+        assert!(Error::from(refused).surely_not_applied());
+        let lost = unavailable(
+            "queue 'q' has no leader yet",
+            &[(metadata::RETRY, metadata::MAYBE_APPLIED)],
         );
-        assert!(
-            Error::Transport("tcp connect error: Connection refused".into()).surely_not_applied()
-        );
+        assert!(!Error::from(lost).surely_not_applied());
+        // The same words without the typed answer: the client assumes the worst.
+        assert!(!Error::from(Status::unavailable("no leader")).surely_not_applied());
+        assert!(Error::Connect("refused".into()).surely_not_applied());
         assert!(!Error::Transport("h2 protocol error: stream reset".into()).surely_not_applied());
         assert!(!Error::RequestTimeout("x".into()).surely_not_applied());
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_failure() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect_lazy();
+        let status = raftq_proto::v1::admin_service_client::AdminServiceClient::new(channel)
+            .cluster_status(raftq_proto::v1::ClusterStatusRequest {})
+            .await
+            .expect_err("nothing listens there");
+        let e = Error::from(status);
+        assert!(matches!(e, Error::Connect(_)), "{e:?}");
+        assert!(e.surely_not_applied());
     }
 
     #[test]

@@ -40,7 +40,7 @@ mod stream;
 
 pub use client::{Client, ClientOptions};
 pub use consumer::{Consumer, Offsets, SettleFuture, Settlement, Settler};
-pub use error::{leader_hint, Error, Result};
+pub use error::{Applied, Error, Result};
 pub use message::{message_with_headers, IntoMessage};
 pub use producer::{Confirm, Producer, ProducerOptions};
 pub use raftq_proto::v1::{

@@ -73,6 +73,15 @@ pub struct Args {
     /// threads less often. [default: one per core]
     #[arg(long, env = "RAFTQ_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+    /// Largest publish batch accepted, in bytes of payloads and headers; a
+    /// larger one is refused with RESOURCE_EXHAUSTED. [default: 33554432 (32 MiB)]
+    #[arg(long, env = "RAFTQ_MAX_BATCH_BYTES")]
+    pub max_batch_bytes: Option<u64>,
+    /// Largest gRPC request a node reads at all; a larger one is refused with
+    /// RESOURCE_EXHAUSTED before it is read. Must exceed max_batch_bytes.
+    /// [default: 50331648 (48 MiB)]
+    #[arg(long, env = "RAFTQ_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +103,8 @@ struct FileConfig {
     snapshot_keep_logs: Option<u64>,
     default_prefetch: Option<u32>,
     worker_threads: Option<usize>,
+    max_batch_bytes: Option<u64>,
+    max_request_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +138,13 @@ pub const DEFAULT_SNAPSHOT_MIN_LOG_MIB: u64 = 16;
 pub const DEFAULT_SNAPSHOT_MAX_LOG_MIB: u64 = 64;
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 20_000;
 
+// A batch is one Raft entry: it is written, fsynced and sent to every replica
+// whole, so its size bounds how long one publish can hold a group's
+// replication (32 MiB: about 0.3 s here). RabbitMQ's default message limit is
+// 16 MiB, NATS's 1 MiB (at most 64 MiB).
+pub const DEFAULT_MAX_BATCH_BYTES: u64 = 32 << 20;
+pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 48 << 20;
+
 fn mib(name: &str, value: u64) -> Result<u64, ConfigError> {
     if value == 0 {
         return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
@@ -154,6 +172,8 @@ pub struct Config {
     pub default_prefetch: u32,
     /// None: tokio's default (one per core).
     pub worker_threads: Option<usize>,
+    pub max_batch_bytes: u64,
+    pub max_request_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -299,7 +319,25 @@ impl Config {
                 .or(file.default_prefetch)
                 .unwrap_or(100),
             worker_threads: args.worker_threads.or(file.worker_threads),
+            max_batch_bytes: args
+                .max_batch_bytes
+                .or(file.max_batch_bytes)
+                .unwrap_or(DEFAULT_MAX_BATCH_BYTES),
+            max_request_bytes: args
+                .max_request_bytes
+                .or(file.max_request_bytes)
+                .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
         };
+        if config.max_batch_bytes == 0 || config.max_request_bytes <= config.max_batch_bytes {
+            return Err(ConfigError::Invalid(
+                "need 0 < max_batch_bytes < max_request_bytes".into(),
+            ));
+        }
+        if config.max_request_bytes > u32::MAX as u64 {
+            return Err(ConfigError::Invalid(
+                "max_request_bytes must be under 4 GiB (a gRPC message length is 32 bits)".into(),
+            ));
+        }
         if config.worker_threads == Some(0) {
             return Err(ConfigError::Invalid(
                 "worker_threads must be at least 1 (leave it unset for one per core)".into(),
@@ -326,16 +364,19 @@ impl Config {
             heartbeat_interval: self.heartbeat_ms,
             election_timeout_min: self.election_timeout_min_ms,
             election_timeout_max: self.election_timeout_max_ms,
-            // openraft times each AppendEntries out after one heartbeat
-            // interval: a message must fit in it even on a loaded machine, or a
-            // follower that fell behind (a restart) never catches up. An entry
-            // is a whole client batch (up to hundreds of messages), so sixteen
-            // per request still move hundreds of thousands of messages a
-            // second.
-            max_payload_entries: 16,
+            // The log store bounds each AppendEntries by bytes too
+            // (raftq_store::REPLICATION_BATCH_BYTES), so this only caps how
+            // many small entries (acks, single messages) one request carries.
+            max_payload_entries: 256,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
             max_in_snapshot_log_to_keep: self.snapshot_keep_logs,
-            install_snapshot_timeout: 2000,
+            // The last chunk's answer waits for the whole snapshot to be
+            // decoded and made durable (seconds for hundreds of MB); earlier
+            // chunks get a deadline of their own in the peer client, so a
+            // stalled one is resent at its offset instead of the transfer
+            // starting over.
+            install_snapshot_timeout: 120_000,
+            snapshot_max_chunk_size: raftq_store::REPLICATION_BATCH_BYTES as u64,
             ..Default::default()
         }
         .validate()

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use raftq_proto::internal::raft_peer_client::RaftPeerClient;
 use raftq_proto::internal::RaftRequest;
 
+use crate::network::pool::Lane;
 use crate::network::wire;
 use crate::node::{Group, Node};
 
@@ -68,12 +69,16 @@ async fn ask_to_campaign(
     addr: &str,
     wait: Duration,
 ) -> Result<(), String> {
-    let channel = node.pool.get(addr).map_err(|e| e.to_string())?;
+    let channel = node
+        .pool
+        .get(addr, Lane::Control)
+        .map_err(|e| e.to_string())?;
     let payload = wire::encode(&(wait.as_millis() as u64)).map_err(|e| e.to_string())?;
     let mut request = tonic::Request::new(RaftRequest {
         group: group.id,
         from: node.id,
         payload,
+        data: Default::default(),
     });
     request.set_timeout(Duration::from_secs(1));
     RaftPeerClient::new(channel)

@@ -1,8 +1,48 @@
 //! Every failure a client can see, and its one mapping to a gRPC status.
+//!
+//! What a client acts on travels in response metadata, typed, beside the
+//! message written for people (README "Error codes"):
+//! - `raftq-retry`: on UNAVAILABLE, `not-applied` (nothing was proposed:
+//!   any request may be sent again) or `maybe-applied` (it may have taken
+//!   effect: only an idempotent request may be sent again).
+//! - `raftq-leader-id` and `raftq-leader-addr`: the queue's leader, when
+//!   known, so a client can go straight there.
 
+use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
 
 use crate::raft::types::NodeId;
+
+use raftq_proto::metadata::{
+    LEADER_ADDR as LEADER_ADDR_KEY, LEADER_ID as LEADER_ID_KEY, MAYBE_APPLIED, NOT_APPLIED,
+    RETRY as RETRY_KEY,
+};
+
+/// Whether a request that failed UNAVAILABLE may have taken effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Refused before anything was proposed.
+    No,
+    /// Proposed (or forwarded) and then lost track of.
+    Maybe,
+}
+
+impl Applied {
+    fn as_str(self) -> &'static str {
+        match self {
+            Applied::No => NOT_APPLIED,
+            Applied::Maybe => MAYBE_APPLIED,
+        }
+    }
+
+    fn parse(s: &str) -> Option<Applied> {
+        match s {
+            NOT_APPLIED => Some(Applied::No),
+            MAYBE_APPLIED => Some(Applied::Maybe),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -22,16 +62,28 @@ pub enum ApiError {
     Unavailable {
         message: String,
         leader: Option<(NodeId, String)>,
+        applied: Applied,
     },
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl ApiError {
+    /// Refused before anything was proposed.
     pub fn unavailable(message: impl Into<String>) -> Self {
         ApiError::Unavailable {
             message: message.into(),
             leader: None,
+            applied: Applied::No,
+        }
+    }
+
+    /// Lost track of after it was proposed or forwarded.
+    pub fn maybe_applied(message: impl Into<String>) -> Self {
+        ApiError::Unavailable {
+            message: message.into(),
+            leader: None,
+            applied: Applied::Maybe,
         }
     }
 
@@ -44,6 +96,45 @@ impl ApiError {
     pub fn unknown_queue(queue: &str) -> Self {
         ApiError::NotFound(format!("queue '{queue}' does not exist"))
     }
+
+    /// A peer's answer to a forwarded request, passed on unchanged: its code,
+    /// message and typed details. A forward that got no answer from the peer
+    /// may still have been applied there, unless it never connected.
+    pub fn from_peer(status: &tonic::Status) -> Self {
+        let m = status.message().to_string();
+        match status.code() {
+            Code::InvalidArgument => ApiError::InvalidArgument(m),
+            Code::NotFound => ApiError::NotFound(m),
+            Code::AlreadyExists => ApiError::AlreadyExists(m),
+            Code::FailedPrecondition => ApiError::FailedPrecondition(m),
+            Code::ResourceExhausted => ApiError::ResourceExhausted(m),
+            Code::Internal => ApiError::Internal(m),
+            code => {
+                let meta = status.metadata();
+                let answered = meta.get(RETRY_KEY).and_then(|v| v.to_str().ok());
+                let applied = match answered.and_then(Applied::parse) {
+                    Some(applied) => applied,
+                    None if crate::network::client::never_connected(status) => Applied::No,
+                    None => Applied::Maybe,
+                };
+                let message = match answered {
+                    Some(_) => m,
+                    None => format!("forwarded request failed: {code}: {m}"),
+                };
+                ApiError::Unavailable {
+                    message,
+                    leader: leader_of(meta),
+                    applied,
+                }
+            }
+        }
+    }
+}
+
+fn leader_of(meta: &MetadataMap) -> Option<(NodeId, String)> {
+    let id = meta.get(LEADER_ID_KEY)?.to_str().ok()?.parse().ok()?;
+    let addr = meta.get(LEADER_ADDR_KEY)?.to_str().ok()?.to_string();
+    Some((id, addr))
 }
 
 impl From<ApiError> for Status {
@@ -54,14 +145,72 @@ impl From<ApiError> for Status {
             ApiError::AlreadyExists(m) => Status::new(Code::AlreadyExists, m),
             ApiError::FailedPrecondition(m) => Status::new(Code::FailedPrecondition, m),
             ApiError::ResourceExhausted(m) => Status::new(Code::ResourceExhausted, m),
-            ApiError::Unavailable { message, leader } => {
+            ApiError::Unavailable {
+                message,
+                leader,
+                applied,
+            } => {
+                let mut meta = MetadataMap::new();
+                meta.insert(RETRY_KEY, MetadataValue::from_static(applied.as_str()));
                 let message = match leader {
-                    Some((id, addr)) => format!("{message} (leader={id}@{addr})"),
+                    Some((id, addr)) => {
+                        meta.insert(LEADER_ID_KEY, MetadataValue::from(id));
+                        if let Ok(v) = addr.parse() {
+                            meta.insert(LEADER_ADDR_KEY, v);
+                        }
+                        format!("{message} (leader {id} at {addr})")
+                    }
                     None => message,
                 };
-                Status::new(Code::Unavailable, message)
+                Status::with_metadata(Code::Unavailable, message, meta)
             }
             ApiError::Internal(m) => Status::new(Code::Internal, m),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_client_acts_on_survives_a_forward() {
+        let original = ApiError::Unavailable {
+            message: "anything at all".into(),
+            leader: Some((3, "10.0.0.3:7001".into())),
+            applied: Applied::No,
+        };
+        let status = Status::from(original);
+        assert_eq!(status.code(), Code::Unavailable);
+        match ApiError::from_peer(&status) {
+            ApiError::Unavailable {
+                leader, applied, ..
+            } => {
+                assert_eq!(leader, Some((3, "10.0.0.3:7001".to_string())));
+                assert_eq!(applied, Applied::No);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_forward_without_an_answer_may_have_been_applied() {
+        let lost = Status::unavailable("h2 protocol error");
+        assert!(matches!(
+            ApiError::from_peer(&lost),
+            ApiError::Unavailable {
+                applied: Applied::Maybe,
+                leader: None,
+                ..
+            }
+        ));
+        let cancelled = Status::cancelled("timeout");
+        assert!(matches!(
+            ApiError::from_peer(&cancelled),
+            ApiError::Unavailable {
+                applied: Applied::Maybe,
+                ..
+            }
+        ));
     }
 }

@@ -261,6 +261,7 @@ pub fn render(node: &Node) -> String {
         ("append_entries", &sent.append_entries),
         ("vote", &sent.votes),
         ("install_snapshot", &sent.snapshots),
+        ("keepalive", &sent.keepalives),
     ] {
         let _ = writeln!(
             out,

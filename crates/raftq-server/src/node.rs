@@ -242,6 +242,7 @@ impl Node {
             self_id: self.id,
             pool: self.pool.clone(),
             liveness: self.liveness.clone(),
+            heartbeat: Duration::from_millis(self.config.heartbeat_ms),
         };
         let raft = Raft::new(self.id, self.raft_config.clone(), network, log, sm)
             .await

@@ -14,7 +14,8 @@ use raftq_proto::v1::{PublishMessage, PublishRequest};
 use tonic::metadata::MetadataMap;
 
 use crate::catalog::QueueDef;
-use crate::error::ApiError;
+use crate::error::{ApiError, Applied};
+use crate::network::pool::Lane;
 use crate::node::{Group, Node};
 use crate::raft::types::{GroupCommand, GroupId, GroupResponse, NodeId, TypeConfig};
 
@@ -99,6 +100,7 @@ pub fn route(
         return Err(ApiError::Unavailable {
             message: format!("node {} is not the leader of queue '{name}'", node.id),
             leader,
+            applied: Applied::No,
         });
     }
     Ok(route)
@@ -167,13 +169,15 @@ pub async fn submit(
         .raft
         .client_write_ff(cmd)
         .await
-        .map_err(|e| group_unavailable(name, &e))
+        .map_err(|e| group_unavailable(name, &e, Applied::No))
 }
 
-fn group_unavailable(name: &str, e: &dyn std::fmt::Display) -> ProposeError {
-    ProposeError::Api(ApiError::unavailable(format!(
-        "queue '{name}': raft group unavailable: {e}"
-    )))
+fn group_unavailable(name: &str, e: &dyn std::fmt::Display, applied: Applied) -> ProposeError {
+    ProposeError::Api(ApiError::Unavailable {
+        message: format!("queue '{name}': raft group unavailable: {e}"),
+        leader: None,
+        applied,
+    })
 }
 
 /// Waits for a submitted command to be committed and applied.
@@ -187,8 +191,8 @@ pub async fn outcome(proposed: Proposed, name: &str) -> Result<GroupResponse, Pr
             }),
             _ => Err(ProposeError::Api(ApiError::no_leader(name))),
         },
-        Ok(Err(e)) => Err(group_unavailable(name, &e)),
-        Err(e) => Err(group_unavailable(name, &e)),
+        Ok(Err(e)) => Err(group_unavailable(name, &e, Applied::Maybe)),
+        Err(e) => Err(group_unavailable(name, &e, Applied::Maybe)),
     }
 }
 
@@ -205,6 +209,7 @@ impl ProposeError {
             ProposeError::Moved { leader, addr } => ApiError::Unavailable {
                 message: "leadership moved".into(),
                 leader: Some((leader, addr)),
+                applied: Applied::No,
             },
         }
     }
@@ -259,9 +264,11 @@ pub fn queue_client(
 ) -> Result<QueueServiceClient<tonic::transport::Channel>, ApiError> {
     let channel = node
         .pool
-        .get(addr)
+        .get(addr, Lane::Bulk)
         .map_err(|e| ApiError::unavailable(format!("bad peer address {addr}: {e}")))?;
+    // A forwarded request is the one this node accepted: the target's own
+    // limits judge it, and answer RESOURCE_EXHAUSTED if theirs are lower.
     Ok(QueueServiceClient::new(channel)
         .max_decoding_message_size(crate::api::MAX_GRPC_MESSAGE)
-        .max_encoding_message_size(crate::api::MAX_GRPC_MESSAGE))
+        .max_encoding_message_size(usize::MAX))
 }

@@ -36,20 +36,29 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(raftq_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
+    let max_request = usize::try_from(node.config.max_request_bytes).unwrap_or(usize::MAX);
     Server::builder()
+        .layer(crate::api::limits::RequestSizeLimit::new(
+            node.config.max_request_bytes,
+        ))
         .tcp_nodelay(true)
+        // h2 closes a connection whose client reset more than this many
+        // streams before they were accepted (the rapid-reset attack). A peer
+        // times out heartbeats of 60 ms while this node is busy, which is not
+        // an attack: 20, the default, dropped peer connections under load.
+        .http2_max_pending_accept_reset_streams(Some(256))
         .initial_stream_window_size(Some(crate::network::pool::STREAM_WINDOW))
         .initial_connection_window_size(Some(crate::network::pool::CONNECTION_WINDOW))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(2)))
         .add_service(
             QueueServiceServer::new(api.clone())
-                .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                .max_decoding_message_size(max_request)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE),
         )
         .add_service(
             AdminServiceServer::new(api)
-                .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                .max_decoding_message_size(max_request)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE),
         )
         .add_service(

@@ -21,3 +21,13 @@ pub(crate) fn key_index(key: &[u8]) -> Option<u64> {
     let bytes: [u8; 8] = key.try_into().ok()?;
     Some(u64::from_be_bytes(bytes))
 }
+
+/// Bytes `value` takes encoded, without encoding it (a payload counts its
+/// length, not a copy).
+pub(crate) fn encoded_size<T: Serialize>(value: &T) -> usize {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    match bincode::serde::encode_into_writer(value, &mut size, bincode::config::standard()) {
+        Ok(()) => size.bytes_written,
+        Err(_) => 0,
+    }
+}

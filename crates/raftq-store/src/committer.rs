@@ -1,9 +1,14 @@
 //! Group commit: many appends, from any number of Raft groups, share one fsync.
 //!
-//! Writers insert into sled (cheap, in memory) and then hand a completion to the
-//! committer thread. The thread takes every completion queued so far, calls
-//! `Db::flush` once, and only then fires them all. Under load a single flush covers
-//! hundreds of appends; idle, an append waits for exactly one flush.
+//! Writers hand the committer thread a job: the write itself (encoding and
+//! inserting into sled) and a completion. The thread takes every job queued
+//! so far, runs their writes in order, calls `Db::flush` once, and only then
+//! fires their completions. Under load a single flush covers hundreds of
+//! appends; idle, an append waits for exactly one flush. Because the writes
+//! run here, a Raft group's core never waits on sled: inserting a 32 MiB
+//! batch, or an insert that sled holds up behind a flush, takes hundreds of
+//! milliseconds, and a core that waited for it would send no heartbeats
+//! meanwhile and cost its group an election.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -11,6 +16,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 type Completion = Box<dyn FnOnce(Result<(), std::io::Error>) + Send>;
+type Write = Box<dyn FnOnce() -> Result<(), std::io::Error> + Send>;
+
+/// A write to run before the next flush, and what to tell once it is durable.
+struct Job {
+    write: Option<Write>,
+    done: Completion,
+    /// Whether `done` waits for a flush; writes that may be lost in a crash
+    /// (the commit index) ride along with the next one.
+    durable: bool,
+}
 
 /// Counters exported as metrics: how often we fsync and how long it takes.
 #[derive(Debug, Default)]
@@ -24,13 +39,13 @@ pub struct FlushStats {
 /// Handle to the node's single flusher thread.
 #[derive(Clone)]
 pub struct GroupCommitter {
-    tx: mpsc::Sender<Completion>,
+    tx: mpsc::Sender<Job>,
     stats: Arc<FlushStats>,
 }
 
 impl GroupCommitter {
     pub(crate) fn start(db: sled::Db) -> Self {
-        let (tx, rx) = mpsc::channel::<Completion>();
+        let (tx, rx) = mpsc::channel::<Job>();
         let stats = Arc::new(FlushStats::default());
         let thread_stats = stats.clone();
         // A plain thread, not a tokio task: flush blocks on the disk, and keeping it
@@ -45,8 +60,61 @@ impl GroupCommitter {
 
     /// Calls `done` once everything written to the Db before this call is on disk.
     pub fn after_flush(&self, done: impl FnOnce(Result<(), std::io::Error>) + Send + 'static) {
-        if let Err(mpsc::SendError(done)) = self.tx.send(Box::new(done)) {
-            done(Err(std::io::Error::other("group-commit thread stopped")));
+        self.submit(None, Box::new(done));
+    }
+
+    /// Runs `write` on the committer thread, after every write submitted
+    /// before it, then calls `done` with its result once it is on disk.
+    pub fn write_then(
+        &self,
+        write: impl FnOnce() -> Result<(), std::io::Error> + Send + 'static,
+        done: impl FnOnce(Result<(), std::io::Error>) + Send + 'static,
+    ) {
+        self.submit(Some(Box::new(write)), Box::new(done));
+    }
+
+    /// Runs `write` after every write submitted before it; waits until it is
+    /// durable.
+    pub async fn write(
+        &self,
+        write: impl FnOnce() -> Result<(), std::io::Error> + Send + 'static,
+    ) -> Result<(), std::io::Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.write_then(write, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.await
+            .unwrap_or_else(|_| Err(std::io::Error::other("group-commit thread stopped")))
+    }
+
+    /// Runs `write` after every write submitted before it, without waiting
+    /// for (or causing) a flush.
+    pub fn write_lazily(
+        &self,
+        write: impl FnOnce() -> Result<(), std::io::Error> + Send + 'static,
+    ) {
+        let job = Job {
+            write: Some(Box::new(write)),
+            done: Box::new(|r| {
+                if let Err(e) = r {
+                    tracing::warn!("lazy write failed: {e}");
+                }
+            }),
+            durable: false,
+        };
+        if let Err(mpsc::SendError(job)) = self.tx.send(job) {
+            (job.done)(Err(std::io::Error::other("group-commit thread stopped")));
+        }
+    }
+
+    fn submit(&self, write: Option<Write>, done: Completion) {
+        let job = Job {
+            write,
+            done,
+            durable: true,
+        };
+        if let Err(mpsc::SendError(job)) = self.tx.send(job) {
+            (job.done)(Err(std::io::Error::other("group-commit thread stopped")));
         }
     }
 
@@ -65,12 +133,23 @@ impl GroupCommitter {
     }
 }
 
-fn run(db: sled::Db, rx: mpsc::Receiver<Completion>, stats: Arc<FlushStats>) {
-    let mut batch: Vec<Completion> = Vec::with_capacity(1024);
+fn run(db: sled::Db, rx: mpsc::Receiver<Job>, stats: Arc<FlushStats>) {
+    let mut batch: Vec<(Option<std::io::Error>, Completion)> = Vec::with_capacity(1024);
     // `recv` fails only when every sender is gone: the node is shutting down.
     while let Ok(first) = rx.recv() {
-        batch.push(first);
-        batch.extend(rx.try_iter());
+        let mut durable = false;
+        for job in std::iter::once(first).chain(rx.try_iter()) {
+            let failed = job.write.and_then(|write| write().err());
+            if job.durable {
+                durable = true;
+                batch.push((failed, job.done));
+            } else {
+                (job.done)(failed.map_or(Ok(()), Err));
+            }
+        }
+        if !durable {
+            continue;
+        }
         let started = Instant::now();
         let result = db.flush().map(|_| ());
         let micros = started.elapsed().as_micros() as u64;
@@ -82,14 +161,15 @@ fn run(db: sled::Db, rx: mpsc::Receiver<Completion>, stats: Arc<FlushStats>) {
             .flush_micros_total
             .fetch_add(micros, Ordering::Relaxed);
         stats.flush_micros_max.fetch_max(micros, Ordering::Relaxed);
-        match result {
-            Ok(()) => batch.drain(..).for_each(|done| done(Ok(()))),
-            Err(e) => {
-                tracing::error!("sled flush failed: {e}");
-                let msg = e.to_string();
-                batch
-                    .drain(..)
-                    .for_each(|done| done(Err(std::io::Error::other(msg.clone()))));
+        let flush_error = result.err().map(|e| {
+            tracing::error!("sled flush failed: {e}");
+            e.to_string()
+        });
+        for (failed, done) in batch.drain(..) {
+            match (failed, &flush_error) {
+                (Some(e), _) => done(Err(e)),
+                (None, Some(msg)) => done(Err(std::io::Error::other(msg.clone()))),
+                (None, None) => done(Ok(())),
             }
         }
     }

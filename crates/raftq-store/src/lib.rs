@@ -17,7 +17,7 @@ mod node_store;
 mod snapshot_store;
 
 pub use committer::{FlushStats, GroupCommitter};
-pub use log_store::LogStore;
+pub use log_store::{LogStore, REPLICATION_BATCH_BYTES};
 pub use node_store::NodeStore;
 pub use snapshot_store::{
     decode_value, encode_value, read_value, PendingSnapshot, SnapshotStore, StoredSnapshot,

@@ -122,7 +122,8 @@ fn delete_upto(dropped: &Mutex<Dropped>, job: &Job, pause: Duration) -> sled::Re
         if dropped.contains(&name) {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
+        // Key by key, not a sled batch: a batch takes sled's database-wide
+        // write lock, stopping every group's reads and writes meanwhile.
         let mut last = None;
         for key in job
             .tree
@@ -131,13 +132,12 @@ fn delete_upto(dropped: &Mutex<Dropped>, job: &Job, pause: Duration) -> sled::Re
             .take(CHUNK)
         {
             let key = key?;
-            batch.remove(key.clone());
+            job.tree.remove(&key)?;
             last = Some(key);
         }
         let Some(last) = last else {
             return Ok(());
         };
-        job.tree.apply_batch(batch)?;
         from = Bound::Excluded(last);
         drop(dropped);
         if !pause.is_zero() {

@@ -1,18 +1,22 @@
 //! openraft log storage (storage-v2) for one group, on two trees of the node's Db.
 //!
-//! Durability contract: `append` inserts the entries and hands openraft's callback to
-//! the group committer, which fires it only after a `flush` that covers the inserts.
-//! `save_vote` waits for a flush too. Truncation and purge are not flushed on their
-//! own: sled keeps writes in order, so the next flush (always before any append is
-//! acknowledged) persists them, and a purge lost in a crash only keeps extra log.
+//! Durability contract: `append` hands the entries to the group committer, which
+//! inserts them into sled and fires openraft's callback only after a `flush` that
+//! covers the inserts; until the insert has run, reads find them in memory
+//! (`pending`), so the group's core never waits on sled. `save_vote` and
+//! `truncate` run on the committer too, in order with the appends, and wait
+//! for their flush. Purges are not flushed on their own: the next flush (always
+//! before any append is acknowledged) persists them, and a purge lost in a
+//! crash only keeps extra log.
 //! A purge records its point and leaves the deleting to the node's log cleaner:
 //! entries at or below the point are hidden from reads until they are gone.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
@@ -20,7 +24,7 @@ use openraft::{
     RaftTypeConfig, StorageError, StorageIOError, Vote,
 };
 
-use crate::codec::{decode, encode, index_key, key_index};
+use crate::codec::{decode, encode, encoded_size, index_key, key_index};
 use crate::committer::GroupCommitter;
 use crate::log_cleaner::LogCleaner;
 use crate::node_store::tree_name;
@@ -30,8 +34,12 @@ const VOTE_KEY: &[u8] = b"vote";
 const PURGED_KEY: &[u8] = b"last_purged";
 const COMMITTED_KEY: &[u8] = b"committed";
 
+/// Entries appended but not yet inserted into sled, by index. Always a suffix
+/// of the log: the committer inserts in order.
+type Pending<C> = Arc<Mutex<BTreeMap<u64, openraft::Entry<C>>>>;
+
 /// Log of one Raft group. Cheap to clone: clones share the trees.
-pub struct LogStore<C> {
+pub struct LogStore<C: RaftTypeConfig> {
     group: u64,
     log: sled::Tree,
     meta: sled::Tree,
@@ -40,10 +48,13 @@ pub struct LogStore<C> {
     /// The first index not purged (0: nothing purged), shared by clones so the
     /// reader sees purges at once.
     first_kept: Arc<AtomicU64>,
+    /// The latest purge point, which the committer writes to `meta` lazily.
+    purged: Arc<Mutex<Option<LogId<u64>>>>,
+    pending: Pending<C>,
     _config: PhantomData<C>,
 }
 
-impl<C> Clone for LogStore<C> {
+impl<C: RaftTypeConfig> Clone for LogStore<C> {
     fn clone(&self) -> Self {
         Self {
             group: self.group,
@@ -52,9 +63,15 @@ impl<C> Clone for LogStore<C> {
             committer: self.committer.clone(),
             cleaner: self.cleaner.clone(),
             first_kept: self.first_kept.clone(),
+            purged: self.purged.clone(),
+            pending: self.pending.clone(),
             _config: PhantomData,
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn io_err(
@@ -68,6 +85,7 @@ fn io_err(
 impl<C> LogStore<C>
 where
     C: RaftTypeConfig<NodeId = u64, Entry = openraft::Entry<C>>,
+    openraft::Entry<C>: Clone,
 {
     pub(crate) fn open(
         db: &sled::Db,
@@ -91,6 +109,8 @@ where
             committer,
             cleaner,
             first_kept: Arc::new(AtomicU64::new(first_kept)),
+            purged: Arc::new(Mutex::new(purged)),
+            pending: Default::default(),
             _config: PhantomData,
         };
         // A node stopped while its cleaner was busy left purged entries behind:
@@ -131,20 +151,11 @@ where
         }
     }
 
-    fn write_meta<T: serde::Serialize>(
-        &self,
-        key: &[u8],
-        value: &T,
-    ) -> Result<(), StorageError<u64>> {
-        let bytes = encode(value).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        self.meta
-            .insert(key, bytes)
-            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        Ok(())
-    }
-
     /// The last entry not purged.
     fn last_entry_log_id(&self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
+        if let Some((_, entry)) = lock(&self.pending).last_key_value() {
+            return Ok(Some(entry.log_id));
+        }
         let last = self
             .log
             .last()
@@ -159,20 +170,21 @@ where
             }
         }
     }
+}
 
-    /// Removes log entries in `range` (by index).
-    fn remove_range(&self, from: Bound<u64>, to: Bound<u64>) -> Result<(), StorageError<u64>> {
-        let from = from.map(index_key);
-        let to = to.map(index_key);
-        let mut batch = sled::Batch::default();
-        for key in self.log.range::<[u8; 8], _>((from, to)).keys() {
-            let key = key.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
-            batch.remove(key);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+/// Removes log entries in `range` (by index), the highest first, so a crash
+/// part-way leaves a log without holes.
+///
+/// Entry by entry, never `apply_batch`: sled takes a database-wide write lock
+/// for a batch, which stops every read and write of every group on the node
+/// (on the async workers too) for as long as the batch takes.
+fn remove_range(log: &sled::Tree, from: Bound<u64>, to: Bound<u64>) -> Result<(), sled::Error> {
+    let from = from.map(index_key);
+    let to = to.map(index_key);
+    for key in log.range::<[u8; 8], _>((from, to)).keys().rev() {
+        log.remove(key?)?;
     }
+    Ok(())
 }
 
 /// The first log index after a purge point.
@@ -183,6 +195,7 @@ fn first_after(purged: Option<LogId<u64>>) -> u64 {
 impl<C> RaftLogReader<C> for LogStore<C>
 where
     C: RaftTypeConfig<NodeId = u64, Entry = openraft::Entry<C>>,
+    openraft::Entry<C>: Clone,
 {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -195,16 +208,98 @@ where
             Bound::Unbounded => 0,
         }
         .max(self.first_kept.load(Ordering::SeqCst));
-        let from = Bound::Included(index_key(first));
-        let to = range.end_bound().cloned().map(index_key);
+        self.read(first, range.end_bound().cloned(), usize::MAX)
+    }
+
+    /// What replication sends in one AppendEntries: entries from `start` up to
+    /// [`REPLICATION_BATCH_BYTES`], and always at least one, so a follower
+    /// behind by many large batches gets requests that each finish in about
+    /// one heartbeat interval instead of one it can never take.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<C::Entry>, StorageError<u64>> {
+        let first = start.max(self.first_kept.load(Ordering::SeqCst));
+        // Decoding megabytes of entries takes tens of milliseconds: not on an
+        // async worker, which carries every group's heartbeats.
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            store.read(first, Bound::Excluded(end), REPLICATION_BATCH_BYTES)
+        })
+        .await
+        .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
+    }
+}
+
+/// Bytes of log one AppendEntries carries at most (beyond its first entry):
+/// 4 MiB take about 35 ms on a 1 Gbit/s link, inside openraft's
+/// AppendEntries timeout of one heartbeat interval.
+pub const REPLICATION_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+impl<C> LogStore<C>
+where
+    C: RaftTypeConfig<NodeId = u64, Entry = openraft::Entry<C>>,
+    openraft::Entry<C>: Clone,
+{
+    /// Entries from `first` to `to`, stopping after the entry that brings the
+    /// total past `max_bytes` (so never empty when there is an entry).
+    fn read(
+        &self,
+        first: u64,
+        to: Bound<u64>,
+        max_bytes: usize,
+    ) -> Result<Vec<openraft::Entry<C>>, StorageError<u64>> {
+        let in_range = |i: u64| match to {
+            Bound::Included(t) => i <= t,
+            Bound::Excluded(t) => i < t,
+            Bound::Unbounded => true,
+        };
+        // Pending first: an entry the committer inserts meanwhile leaves
+        // `pending` only after it is in sled, so nothing falls between.
+        let (pending_from, pending): (Option<u64>, Vec<_>) = {
+            let pending = lock(&self.pending);
+            let from = pending.keys().next().copied();
+            let taken = pending
+                .range(first..)
+                .take_while(|(i, _)| in_range(**i))
+                .map(|(_, e)| e.clone())
+                .collect();
+            (from, taken)
+        };
+        let sled_to = match (pending_from, to) {
+            (Some(p), Bound::Unbounded) => Bound::Excluded(p),
+            (Some(p), Bound::Included(t)) if p <= t => Bound::Excluded(p),
+            (Some(p), Bound::Excluded(t)) => Bound::Excluded(p.min(t)),
+            (_, to) => to,
+        };
         let mut entries = Vec::new();
-        for item in self.log.range::<[u8; 8], _>((from, to)) {
-            let (key, bytes) = item.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-            let entry: openraft::Entry<C> = decode(&bytes).map_err(|e| {
-                let index = key_index(&key).unwrap_or_default();
-                io_err(ErrorSubject::LogIndex(index), ErrorVerb::Read, e)
-            })?;
+        let mut bytes_read = 0usize;
+        let from = Bound::Included(index_key(first));
+        if pending_from.is_none_or(|p| first < p) {
+            for item in self.log.range::<[u8; 8], _>((from, sled_to.map(index_key))) {
+                let (key, bytes) =
+                    item.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                let entry: openraft::Entry<C> = decode(&bytes).map_err(|e| {
+                    let index = key_index(&key).unwrap_or_default();
+                    io_err(ErrorSubject::LogIndex(index), ErrorVerb::Read, e)
+                })?;
+                entries.push(entry);
+                bytes_read = bytes_read.saturating_add(bytes.len());
+                if bytes_read >= max_bytes {
+                    return Ok(entries);
+                }
+            }
+        }
+        for entry in pending {
+            // Sized here, on the reader's task, not on the group's core.
+            if max_bytes != usize::MAX {
+                bytes_read = bytes_read.saturating_add(encoded_size(&entry));
+            }
             entries.push(entry);
+            if bytes_read >= max_bytes {
+                break;
+            }
         }
         Ok(entries)
     }
@@ -213,11 +308,12 @@ where
 impl<C> RaftLogStorage<C> for LogStore<C>
 where
     C: RaftTypeConfig<NodeId = u64, Entry = openraft::Entry<C>>,
+    openraft::Entry<C>: Clone,
 {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<u64>> {
-        let last_purged_log_id: Option<LogId<u64>> = self.read_meta(PURGED_KEY)?;
+        let last_purged_log_id = *lock(&self.purged);
         let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
@@ -230,11 +326,15 @@ where
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
-        self.write_meta(VOTE_KEY, vote)?;
+        let bytes = encode(vote).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+        let meta = self.meta.clone();
         // A vote must be on disk before we answer the candidate: otherwise a restart
         // could let this node vote twice in one term.
         self.committer
-            .flush()
+            .write(move || {
+                meta.insert(VOTE_KEY, bytes)?;
+                Ok(())
+            })
             .await
             .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
@@ -249,7 +349,14 @@ where
     ) -> Result<(), StorageError<u64>> {
         // Not flushed on purpose: it only lets a restarted node re-apply faster; a
         // stale value is safe because openraft never trusts it beyond the log.
-        self.write_meta(COMMITTED_KEY, &committed)
+        let bytes =
+            encode(&committed).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        let meta = self.meta.clone();
+        self.committer.write_lazily(move || {
+            meta.insert(COMMITTED_KEY, bytes)?;
+            Ok(())
+        });
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
@@ -267,31 +374,87 @@ where
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
-        for entry in entries {
-            let bytes = encode(&entry)
-                .map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
-            batch.insert(&index_key(entry.log_id.index), bytes);
+        let entries: Vec<openraft::Entry<C>> = entries.into_iter().collect();
+        if entries.is_empty() {
+            self.committer
+                .after_flush(move |result| callback.log_io_completed(result));
+            return Ok(());
         }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-        self.committer
-            .after_flush(move |result| callback.log_io_completed(result));
+        {
+            let mut pending = lock(&self.pending);
+            for entry in &entries {
+                pending.insert(entry.log_id.index, entry.clone());
+            }
+        }
+        let log = self.log.clone();
+        let pending = self.pending.clone();
+        self.committer.write_then(
+            move || {
+                let inserted = insert(&log, &entries);
+                let mut pending = lock(&pending);
+                for entry in &entries {
+                    let index = entry.log_id.index;
+                    if pending
+                        .get(&index)
+                        .is_some_and(|p| p.log_id == entry.log_id)
+                    {
+                        pending.remove(&index);
+                    }
+                }
+                inserted
+            },
+            move |result| callback.log_io_completed(result),
+        );
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        self.remove_range(Bound::Included(log_id.index), Bound::Unbounded)
+        lock(&self.pending).split_off(&log_id.index);
+        let log = self.log.clone();
+        // After the inserts queued before it, and awaited: when this returns,
+        // no read finds a truncated entry and no queued insert brings one back.
+        self.committer
+            .write(move || {
+                remove_range(&log, Bound::Included(log_id.index), Bound::Unbounded)?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        // Record the purge point first: if we crash in between, entries at or below
-        // it are simply ignored garbage, never a hole.
-        self.write_meta(PURGED_KEY, &log_id)?;
+        // Reads stop at the purge point at once; the point is written on the
+        // committer (a sled insert can wait behind a large write there), and
+        // only then are entries deleted: if we crash in between, entries at or
+        // below it are simply ignored garbage, never a hole.
         self.first_kept
             .fetch_max(first_after(Some(log_id)), Ordering::SeqCst);
-        self.cleaner.delete_upto(self.log.clone(), log_id.index);
+        {
+            let mut purged = lock(&self.purged);
+            *purged = (*purged).max(Some(log_id));
+        }
+        let bytes =
+            encode(&log_id).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        let (meta, log, cleaner) = (self.meta.clone(), self.log.clone(), self.cleaner.clone());
+        self.committer.write_lazily(move || {
+            meta.insert(PURGED_KEY, bytes)?;
+            cleaner.delete_upto(log, log_id.index);
+            Ok(())
+        });
         Ok(())
     }
+}
+
+/// Inserts entries in index order, one by one (see `remove_range` for why not
+/// a batch): a crash part-way leaves a prefix, which Raft tolerates since none
+/// of them was acknowledged before the flush.
+fn insert<C>(log: &sled::Tree, entries: &[openraft::Entry<C>]) -> Result<(), std::io::Error>
+where
+    C: RaftTypeConfig<NodeId = u64, Entry = openraft::Entry<C>>,
+{
+    for entry in entries {
+        let bytes = encode(entry).map_err(std::io::Error::other)?;
+        log.insert(index_key(entry.log_id.index), bytes)?;
+    }
+    Ok(())
 }

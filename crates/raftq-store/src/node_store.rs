@@ -52,6 +52,7 @@ impl NodeStore {
     pub fn log_store<C>(&self, group: u64) -> Result<LogStore<C>, StoreError>
     where
         C: RaftTypeConfig<NodeId = u64, Entry = openraft::Entry<C>>,
+        openraft::Entry<C>: Clone,
     {
         LogStore::open(
             &self.db,

@@ -164,3 +164,56 @@ async fn entries_at_or_below_the_purge_point_are_never_read_back_even_before_the
     assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 6)));
     assert_eq!(state.last_log_id, Some(log_id(1, 1, 6)));
 }
+
+fn big_entry(term: u64, index: u64, bytes: usize) -> Entry<Tc> {
+    Entry {
+        log_id: log_id(term, 1, index),
+        payload: EntryPayload::Normal("x".repeat(bytes)),
+    }
+}
+
+#[tokio::test]
+async fn one_replication_read_carries_a_bounded_number_of_bytes_but_at_least_one_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeStore::open(dir.path()).expect("open");
+    let mut log = node.log_store::<Tc>(3).expect("log");
+    let mib = 1 << 20;
+    append(
+        &mut log,
+        (1..=6).map(|i| big_entry(1, i, 3 * mib)).collect(),
+    )
+    .await;
+    let mut reader = log.get_log_reader().await;
+    let first = reader.limited_get_log_entries(1, 7).await.expect("read");
+    // 3 MiB, then 6 MiB: past the 4 MiB budget after the second entry.
+    assert_eq!(first.len(), 2);
+    let huge = big_entry(1, 7, 3 * raftq_store::REPLICATION_BATCH_BYTES);
+    append(&mut log, vec![huge]).await;
+    let alone = reader.limited_get_log_entries(7, 8).await.expect("read");
+    assert_eq!(alone.len(), 1, "an entry over the budget still goes, alone");
+    let all = reader.try_get_log_entries(1..8).await.expect("read");
+    assert_eq!(all.len(), 7, "plain reads are not bounded");
+}
+
+#[tokio::test]
+async fn a_truncated_suffix_never_comes_back_and_its_replacement_is_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeStore::open(dir.path()).expect("open");
+    let mut log = node.log_store::<Tc>(4).expect("log");
+    append(&mut log, (1..=10).map(|i| entry(1, i)).collect()).await;
+    log.truncate(log_id(1, 1, 6)).await.expect("truncate");
+    assert_eq!(indexes(&mut log, 0..100).await, vec![1, 2, 3, 4, 5]);
+    append(&mut log, (6..=8).map(|i| entry(2, i)).collect()).await;
+    let entries = log.try_get_log_entries(0..100).await.expect("read");
+    assert_eq!(entries.len(), 8);
+    assert_eq!(entries[5].log_id, log_id(2, 1, 6));
+    let state = log.get_log_state().await.expect("state");
+    assert_eq!(state.last_log_id, Some(log_id(2, 1, 8)));
+    drop(log);
+    drop(node);
+    let node = reopen(dir.path()).await;
+    let mut log = node.log_store::<Tc>(4).expect("log");
+    let entries = log.try_get_log_entries(0..100).await.expect("read");
+    assert_eq!(entries.len(), 8);
+    assert_eq!(entries[7].log_id, log_id(2, 1, 8));
+}

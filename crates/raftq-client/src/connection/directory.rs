@@ -82,14 +82,11 @@ impl Directory {
         }
     }
 
-    /// Learns from an UNAVAILABLE message carrying `leader=ID@ADDR`.
-    pub(crate) fn learn_hint(&self, queue: Option<&str>, message: &str) -> bool {
-        let Some((id, addr)) = crate::leader_hint(message) else {
-            return false;
-        };
-        self.set_node(id, &addr);
+    /// Learns the leader a server named (typed, in an UNAVAILABLE answer).
+    pub(crate) fn learn_leader(&self, queue: Option<&str>, id: u64, addr: &str) -> bool {
+        self.set_node(id, addr);
         if let Some(q) = queue {
-            self.set_leader_addr(q, &addr);
+            self.set_leader_addr(q, addr);
         }
         true
     }
@@ -141,10 +138,9 @@ mod tests {
     #[test]
     fn hints_teach_both_node_and_leader() {
         let d = Directory::default();
-        assert!(d.learn_hint(Some("q"), "leadership moved (leader=3@c:3)"));
+        assert!(d.learn_leader(Some("q"), 3, "c:3"));
         assert_eq!(d.leader("q").as_deref(), Some("c:3"));
         assert_eq!(d.node_addr(3).as_deref(), Some("c:3"));
-        assert!(!d.learn_hint(Some("q"), "no leader yet"));
     }
 
     #[test]

@@ -104,7 +104,7 @@ pub(crate) async fn run(
             }
             Ended::Lost(None) => {
                 tracing::debug!(queue = %queue, %addr, "consume session lost; resubscribing");
-                let lost = Error::Unavailable("consume session ended".into());
+                let lost = Error::unavailable("consume session ended");
                 client.learn_from_failure(Some(&queue), &addr, &lost);
                 if started.elapsed() >= HEALTHY_SESSION {
                     backoff.reset();
@@ -181,8 +181,8 @@ async fn open(client: &Client, addr: String, queue: &str, prefetch: u32) -> Resu
         Some(_) => Err(Error::Server(
             "consume stream answered before confirming the subscription".into(),
         )),
-        None => Err(Error::Unavailable(
-            "consume stream ended before it was subscribed".into(),
+        None => Err(Error::unavailable(
+            "consume stream ended before it was subscribed",
         )),
     }
 }
@@ -320,8 +320,8 @@ async fn serve(client: &Client, mut s: Session, number: u64, ch: &mut Channels) 
     // Sent but unconfirmed: the session died with them in flight.
     for (_, f) in waiting {
         for (_, reply) in f.parts {
-            let _ = reply.send(Err(Error::Unavailable(
-                "consume session lost before the settle was confirmed: it may or may not have taken effect (if not, the messages will be redelivered)".into(),
+            let _ = reply.send(Err(Error::unavailable(
+                "consume session lost before the settle was confirmed: it may or may not have taken effect (if not, the messages will be redelivered)",
             )));
         }
     }

@@ -329,7 +329,7 @@ impl<W> Pipeline<W> {
             let last = self.batches[pos]
                 .last_error
                 .clone()
-                .unwrap_or_else(|| Error::Unavailable("no answer".into()));
+                .unwrap_or_else(|| Error::unavailable("no answer"));
             self.fail(
                 pos,
                 Error::timeout(self.settings.retry_deadline, &last),
@@ -345,8 +345,8 @@ impl<W> Pipeline<W> {
             };
             self.pending_bytes = self.pending_bytes.saturating_sub(item.bytes);
             self.rekeyed_front = self.rekeyed_front.saturating_sub(1);
-            let why = Error::Unavailable(
-                "not sent: earlier messages of this producer were still being retried".into(),
+            let why = Error::unavailable(
+                "not sent: earlier messages of this producer were still being retried",
             );
             out.push((
                 item.waiter,
@@ -630,7 +630,7 @@ mod tests {
         let mut out = Vec::new();
         p.on_result(
             s[0].batch_id,
-            Err(Error::Unavailable("leader died".into())),
+            Err(Error::unavailable("leader died")),
             t,
             &mut out,
         );
@@ -759,7 +759,7 @@ mod tests {
         let late = t + Duration::from_secs(11);
         p.on_result(
             s[0].batch_id,
-            Err(Error::Unavailable("no leader".into())),
+            Err(Error::unavailable("no leader")),
             late,
             &mut out,
         );
@@ -778,12 +778,7 @@ mod tests {
         push(&mut p, 0..4, t);
         let s = sends(&mut p, t);
         let mut out = Vec::new();
-        p.on_result(
-            s[0].batch_id,
-            Err(Error::Unavailable("x".into())),
-            t,
-            &mut out,
-        );
+        p.on_result(s[0].batch_id, Err(Error::unavailable("x")), t, &mut out);
         p.expire(t + Duration::from_secs(10), &mut out);
         assert_eq!(out.len(), 4, "the waiting batch and both unsent messages");
         assert!(out

@@ -17,6 +17,7 @@ use crate::catalog::{
 };
 use crate::error::ApiError;
 use crate::liveness::DOWN_AFTER;
+use crate::network::pool::Lane;
 use crate::node::Node;
 use crate::raft::types::{GroupCommand, GroupResponse, METADATA_GROUP};
 use crate::router::{self, ProposeError, Route};
@@ -171,7 +172,7 @@ fn admin_client(
 ) -> Result<AdminServiceClient<tonic::transport::Channel>, ApiError> {
     let channel = node
         .pool
-        .get(addr)
+        .get(addr, Lane::Bulk)
         .map_err(|e| ApiError::unavailable(format!("bad peer address {addr}: {e}")))?;
     Ok(AdminServiceClient::new(channel))
 }

@@ -10,6 +10,7 @@ use raftq_proto::v1::{Consistency, GetQueueRequest, QueueInfo, ReplicaStatus};
 use crate::api::admin::options_to_proto;
 use crate::catalog::QueueDef;
 use crate::error::ApiError;
+use crate::network::pool::Lane;
 use crate::node::{Group, Node};
 use crate::raft::state_machine::GroupState;
 
@@ -98,7 +99,7 @@ pub async fn queue_info(
     }
     node.metrics.reads_forwarded.inc();
     for (_, addr) in crate::router::replica_addrs(node, &def.replicas) {
-        let Ok(channel) = node.pool.get(&addr) else {
+        let Ok(channel) = node.pool.get(&addr, Lane::Control) else {
             continue;
         };
         let mut client = AdminServiceClient::new(channel);

@@ -5,11 +5,12 @@ pub mod commit;
 pub mod consume;
 mod consume_window;
 pub mod info;
+pub mod limits;
 pub mod publish;
 pub mod queue_service;
 pub mod read;
 pub mod stream;
 
-/// Largest gRPC message we accept or send: a publish batch of many messages, or a
-/// snapshot chunk. Single messages are limited by each queue's max_message_bytes.
+/// Largest gRPC response we send or read back from a peer (a page of reads);
+/// requests are limited by `max_request_bytes`, see `limits`.
 pub const MAX_GRPC_MESSAGE: usize = 64 * 1024 * 1024;

@@ -18,6 +18,7 @@ pub async fn publish(
     req: PublishRequest,
     hops: u32,
 ) -> Result<PublishResponse, ApiError> {
+    crate::api::limits::check_batch(&req, node.config.max_batch_bytes)?;
     let first = publish_once(node, &req, hops).await;
     // The node a client called rides out an election for it: answering "no
     // leader" would send the client into backoff, past the moment the new
@@ -194,17 +195,8 @@ async fn forward(
         .map_err(status_to_api)
 }
 
-/// Passes a remote node's answer through unchanged (its code and message).
+/// Passes a remote node's answer through unchanged (its code, message and
+/// typed details).
 pub fn status_to_api(s: tonic::Status) -> ApiError {
-    use tonic::Code;
-    let m = s.message().to_string();
-    match s.code() {
-        Code::InvalidArgument => ApiError::InvalidArgument(m),
-        Code::NotFound => ApiError::NotFound(m),
-        Code::AlreadyExists => ApiError::AlreadyExists(m),
-        Code::FailedPrecondition => ApiError::FailedPrecondition(m),
-        Code::ResourceExhausted => ApiError::ResourceExhausted(m),
-        Code::Internal => ApiError::Internal(m),
-        _ => ApiError::unavailable(format!("forwarded request failed: {}: {m}", s.code())),
-    }
+    ApiError::from_peer(&s)
 }

@@ -10,6 +10,7 @@ use raftq_proto::v1::{Consistency, ReadRequest, ReadResponse, StoredMessage};
 use raftq_queue::StoredView;
 
 use crate::error::ApiError;
+use crate::network::pool::Lane;
 use crate::network::wire;
 use crate::node::{Group, Node};
 use crate::raft::state_machine::GroupState;
@@ -128,13 +129,14 @@ pub(crate) async fn read_index(node: &Node, group: &Group, queue: &str) -> Resul
     node.metrics.read_index_requests.inc();
     let channel = node
         .pool
-        .get(&addr)
+        .get(&addr, Lane::Control)
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
     let mut client = RaftPeerClient::new(channel);
     let mut request = tonic::Request::new(RaftRequest {
         group: group.id,
         from: node.id,
         payload: bytes::Bytes::new(),
+        data: bytes::Bytes::new(),
     });
     request.set_timeout(READ_INDEX_WAIT);
     let reply = client.read_index(request).await.map_err(|s| {

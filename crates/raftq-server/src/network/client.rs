@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -11,16 +12,22 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{AnyError, BasicNode};
+use openraft::{AnyError, BasicNode, LogId, Vote};
 use raftq_proto::internal::raft_peer_client::RaftPeerClient;
 use raftq_proto::internal::RaftRequest;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::liveness::Liveness;
-use crate::network::pool::ChannelPool;
+use crate::network::pool::{ChannelPool, Lane};
 use crate::network::wire;
 use crate::raft::types::{GroupId, NodeId, TypeConfig};
+
+/// Slowest transfer rate a bulk request is given time for: a 32 MiB batch gets
+/// 8 s on top of the heartbeat interval before it is sent again.
+const BULK_MIN_BYTES_PER_SEC: f64 = 4.0 * 1024.0 * 1024.0;
 
 /// Creates per-target clients for one group.
 pub struct NetworkFactory {
@@ -28,6 +35,9 @@ pub struct NetworkFactory {
     pub self_id: NodeId,
     pub pool: Arc<ChannelPool>,
     pub liveness: Arc<Liveness>,
+    /// How often a peer must hear from its leader: keepalives during long
+    /// transfers go out this often.
+    pub heartbeat: Duration,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -35,23 +45,48 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         PeerClient {
-            group: self.group,
-            self_id: self.self_id,
-            target,
-            addr: node.addr.clone(),
-            pool: self.pool.clone(),
-            liveness: self.liveness.clone(),
+            peer: Peer {
+                group: self.group,
+                self_id: self.self_id,
+                target,
+                addr: node.addr.clone(),
+                pool: self.pool.clone(),
+                liveness: self.liveness.clone(),
+                heartbeat: self.heartbeat,
+            },
+            in_flight: None,
         }
     }
 }
 
-pub struct PeerClient {
+/// One peer as seen by one group: where to send and whom to credit.
+#[derive(Clone)]
+struct Peer {
     group: GroupId,
     self_id: NodeId,
     target: NodeId,
     addr: String,
     pool: Arc<ChannelPool>,
     liveness: Arc<Liveness>,
+    heartbeat: Duration,
+}
+
+/// A transport failure, before any answer of the peer was read.
+#[derive(Clone, Debug)]
+enum SendError {
+    /// The peer may be slow or paused: openraft retries without backoff.
+    Network(String),
+    /// The peer cannot take it now (no process, group not running there yet).
+    Unreachable(String),
+}
+
+impl<E: std::error::Error> From<SendError> for RPCError<NodeId, BasicNode, E> {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Network(m) => NetworkError::from(AnyError::error(m)).into(),
+            SendError::Unreachable(m) => Unreachable::from(AnyError::error(m)).into(),
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -61,23 +96,19 @@ enum Rpc {
     Snapshot,
 }
 
-impl PeerClient {
-    async fn call<Req, Resp, E>(
+impl Peer {
+    async fn send(
         &self,
         rpc: Rpc,
-        req: &Req,
+        lane: Lane,
+        payload: Bytes,
+        data: Bytes,
         timeout: Duration,
-    ) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
-    where
-        Req: Serialize,
-        Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
-    {
-        let payload = wire::encode(req).map_err(|e| NetworkError::new(&e))?;
+    ) -> Result<Bytes, SendError> {
         let channel = self
             .pool
-            .get(&self.addr)
-            .map_err(|e| Unreachable::new(&e))?;
+            .get(&self.addr, lane)
+            .map_err(|e| SendError::Unreachable(e.to_string()))?;
         let mut client = RaftPeerClient::new(channel)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
@@ -85,6 +116,7 @@ impl PeerClient {
             group: self.group,
             from: self.self_id,
             payload,
+            data,
         });
         request.set_timeout(timeout);
         let counter = match rpc {
@@ -98,39 +130,350 @@ impl PeerClient {
             Rpc::Vote => client.vote(request).await,
             Rpc::Snapshot => client.install_snapshot(request).await,
         };
-        let reply = match reply {
-            Ok(r) => r.into_inner(),
-            // A transport failure or a peer that cannot serve the group yet: back off
-            // (openraft retries Unreachable peers after a pause, not in a tight loop).
+        match reply {
+            Ok(r) => {
+                self.liveness.saw(self.target);
+                Ok(r.into_inner().payload)
+            }
             Err(status) => {
                 if process_is_gone(&status) {
                     self.liveness.refused(self.target);
                 }
-                let err = AnyError::error(format!("{}: {}", status.code(), status.message()));
-                return Err(match status.code() {
-                    tonic::Code::DeadlineExceeded => NetworkError::from(err).into(),
-                    _ => Unreachable::from(err).into(),
-                });
+                let message = format!("{}: {}", status.code(), status.message());
+                // A peer too slow to answer in time is retried at once, or a
+                // heartbeat would wait out a backoff; one that refused the
+                // connection or cannot serve the group yet is backed off
+                // (openraft pauses before retrying an Unreachable peer).
+                Err(match status.code() {
+                    tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                        SendError::Network(message)
+                    }
+                    _ => SendError::Unreachable(message),
+                })
             }
+        }
+    }
+
+    async fn call<Req, Resp, E>(
+        &self,
+        rpc: Rpc,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let payload = wire::encode(req).map_err(|e| NetworkError::new(&e))?;
+        let lane = match rpc {
+            Rpc::Vote => Lane::Control,
+            Rpc::Append => Lane::for_payload(payload.len()),
+            Rpc::Snapshot => Lane::Bulk,
         };
-        self.liveness.saw(self.target);
-        let result: Result<Resp, E> =
-            wire::decode(&reply.payload).map_err(|e| NetworkError::new(&e))?;
+        let reply = self.send(rpc, lane, payload, Bytes::new(), timeout).await?;
+        let result: Result<Resp, E> = wire::decode(&reply).map_err(|e| NetworkError::new(&e))?;
         result.map_err(|e| RemoteError::new(self.target, e).into())
     }
 }
 
-/// A refused or reset connection means no process listens any more (killed,
-/// crashed, restarting); a paused or cut-off peer times out instead, and is
-/// left to the election timeout.
-fn process_is_gone(status: &tonic::Status) -> bool {
-    if status.code() != tonic::Code::Unavailable {
-        return false;
+impl Peer {
+    /// Awaits `work` (a long transfer to this peer), sending the peer an empty
+    /// AppendEntries of this leader at once and then every heartbeat interval
+    /// meanwhile. openraft sends a follower no heartbeat while a request to it
+    /// is outstanding, and its election timer would fire in the middle of a
+    /// large append or snapshot. The keepalive names no log position
+    /// (prev_log_id and leader_commit None), so it always matches, appends
+    /// nothing and commits nothing: it only proves the leader alive.
+    async fn keeping_alive<F: std::future::Future>(
+        &self,
+        vote: Vote<NodeId>,
+        work: F,
+    ) -> F::Output {
+        let mut ticks = tokio::time::interval(self.heartbeat);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = ticks.tick() => {
+                    let peer = self.clone();
+                    tokio::spawn(async move { peer.keepalive(vote).await });
+                }
+            }
+        }
     }
-    let text = format!("{status:?}").to_ascii_lowercase();
-    ["connection refused", "connection reset", "broken pipe"]
+
+    async fn keepalive(&self, vote: Vote<NodeId>) {
+        let beat = AppendEntriesRequest::<TypeConfig> {
+            vote,
+            prev_log_id: None,
+            leader_commit: None,
+            entries: Vec::new(),
+        };
+        let Ok(payload) = wire::encode(&beat) else {
+            return;
+        };
+        self.pool
+            .sent
+            .keepalives
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = self
+            .send(
+                Rpc::Append,
+                Lane::Control,
+                payload,
+                Bytes::new(),
+                self.heartbeat,
+            )
+            .await;
+    }
+
+    /// One snapshot chunk: its bytes travel beside the encoded request, and
+    /// every chunk but the last has a deadline that fits its size, so a
+    /// stalled one is sent again at its offset (openraft's retry) instead of
+    /// the transfer starting over after `install_snapshot_timeout`.
+    async fn snapshot_chunk(
+        &self,
+        mut rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        let data = Bytes::from(std::mem::take(&mut rpc.data));
+        let timeout = if rpc.done {
+            option.hard_ttl()
+        } else {
+            (self.heartbeat * 20 + transfer_time(data.len())).min(option.hard_ttl())
+        };
+        let payload = wire::encode(&rpc).map_err(|e| NetworkError::new(&e))?;
+        let vote = rpc.vote;
+        let reply = self
+            .keeping_alive(
+                vote,
+                self.send(Rpc::Snapshot, Lane::Bulk, payload, data, timeout),
+            )
+            .await?;
+        let result: Result<
+            InstallSnapshotResponse<NodeId>,
+            RaftError<NodeId, InstallSnapshotError>,
+        > = wire::decode(&reply).map_err(|e| NetworkError::new(&e))?;
+        result.map_err(|e| RemoteError::new(self.target, e).into())
+    }
+}
+
+fn transfer_time(bytes: usize) -> Duration {
+    Duration::from_secs_f64(bytes as f64 / BULK_MIN_BYTES_PER_SEC)
+}
+
+/// Whether the connection failed because no process listens any more (killed,
+/// crashed, restarting), read from the typed causes, not from their text: a
+/// paused or cut-off peer times out instead, and is left to the election
+/// timeout.
+pub fn process_is_gone(status: &tonic::Status) -> bool {
+    use std::io::ErrorKind;
+    io_cause(status, |kind| {
+        matches!(
+            kind,
+            ErrorKind::ConnectionRefused
+                | ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+        )
+    })
+}
+
+/// Whether the request never left this node: the connection was refused, so
+/// the peer cannot have acted on it.
+pub fn never_connected(status: &tonic::Status) -> bool {
+    io_cause(status, |kind| kind == std::io::ErrorKind::ConnectionRefused)
+}
+
+fn io_cause(status: &tonic::Status, wanted: impl Fn(std::io::ErrorKind) -> bool) -> bool {
+    use std::error::Error;
+    let mut cause: Option<&(dyn Error + 'static)> = status.source();
+    while let Some(e) = cause {
+        let io = e
+            .downcast_ref::<std::io::Error>()
+            .or_else(|| e.downcast_ref::<h2::Error>().and_then(|h| h.get_io()));
+        if io.is_some_and(|io| wanted(io.kind())) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+type AppendResult = Result<AppendEntriesResponse<NodeId>, SendError>;
+
+/// An AppendEntries too large to be sure of finishing within one heartbeat
+/// interval, which is all openraft gives it. It runs on in its own task with
+/// a timeout that grows with its size; openraft's retry of the same entries
+/// waits for it again instead of sending them once more, so the largest
+/// allowed batch always gets through, however long the transfer takes.
+struct InFlightAppend {
+    vote: Vote<NodeId>,
+    prev: Option<LogId<NodeId>>,
+    last: Option<LogId<NodeId>>,
+    /// Awaited through `&mut`, so a caller that openraft gives up on leaves it
+    /// for the next.
+    result: oneshot::Receiver<AppendResult>,
+    task: JoinHandle<()>,
+}
+
+impl InFlightAppend {
+    fn start(peer: &Peer, rpc: AppendEntriesRequest<TypeConfig>, ttl: Duration) -> Self {
+        let (tx, result) = oneshot::channel();
+        let peer = peer.clone();
+        let (vote, prev, last) = (rpc.vote, rpc.prev_log_id, last_log_id(&rpc));
+        let task = tokio::spawn(async move {
+            let transfer = async {
+                // Tens of milliseconds of copying for a large batch: off the
+                // async workers, which carry every group's heartbeats.
+                let payload = tokio::task::spawn_blocking(move || wire::encode(&rpc))
+                    .await
+                    .map_err(|e| SendError::Network(format!("encoding the append: {e}")))?
+                    .map_err(|e| SendError::Network(format!("encoding the append: {e}")))?;
+                let timeout = ttl + transfer_time(payload.len());
+                peer.send(Rpc::Append, Lane::Bulk, payload, Bytes::new(), timeout)
+                    .await
+            };
+            let outcome = match peer.keeping_alive(vote, transfer).await {
+                Ok(reply) => {
+                    match wire::decode::<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>>(
+                        &reply,
+                    ) {
+                        Ok(Ok(resp)) => Ok(resp),
+                        Ok(Err(e)) => Err(SendError::Network(format!(
+                            "node {} refused the append: {e}",
+                            peer.target
+                        ))),
+                        Err(e) => Err(SendError::Network(format!("bad append reply: {e}"))),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(outcome);
+            // Until openraft comes back for the answer (the task is aborted
+            // then), the peer still hears from this leader.
+            peer.keeping_alive(vote, std::future::pending::<()>()).await;
+        });
+        InFlightAppend {
+            vote,
+            prev,
+            last,
+            result,
+            task,
+        }
+    }
+
+    /// Whether `rpc` asks for what this transfer already carries, from the same
+    /// leader: the same starting point, entries in this leader's log.
+    fn covers(&self, rpc: &AppendEntriesRequest<TypeConfig>) -> bool {
+        !rpc.entries.is_empty() && rpc.vote == self.vote && rpc.prev_log_id == self.prev
+    }
+
+    /// The transfer's answer, as an answer to `rpc` (which `covers` accepted):
+    /// entries the peer holds up to `self.last` match this leader's log, so
+    /// they answer any request that starts at the same point.
+    fn answer_for(
+        &self,
+        outcome: AppendResult,
+        rpc: &AppendEntriesRequest<TypeConfig>,
+    ) -> AppendResult {
+        let wanted = last_log_id(rpc);
+        let matched_up_to = |m: Option<LogId<NodeId>>| {
+            if m >= wanted {
+                AppendEntriesResponse::Success
+            } else {
+                AppendEntriesResponse::PartialSuccess(m)
+            }
+        };
+        outcome.map(|resp| match resp {
+            AppendEntriesResponse::Success => matched_up_to(self.last),
+            AppendEntriesResponse::PartialSuccess(m) => matched_up_to(m),
+            other => other,
+        })
+    }
+}
+
+/// Message bytes the request carries, without encoding it.
+fn entries_bytes(rpc: &AppendEntriesRequest<TypeConfig>) -> usize {
+    rpc.entries
         .iter()
-        .any(|s| text.contains(s))
+        .map(|e| match &e.payload {
+            openraft::EntryPayload::Normal(cmd) => cmd.payload_bytes(),
+            _ => 0,
+        })
+        .sum()
+}
+
+fn last_log_id(rpc: &AppendEntriesRequest<TypeConfig>) -> Option<LogId<NodeId>> {
+    rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id)
+}
+
+pub struct PeerClient {
+    peer: Peer,
+    in_flight: Option<InFlightAppend>,
+}
+
+impl Drop for PeerClient {
+    fn drop(&mut self) {
+        if let Some(f) = self.in_flight.take() {
+            f.task.abort();
+        }
+    }
+}
+
+impl PeerClient {
+    async fn append(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        if !self.in_flight.as_ref().is_some_and(|f| f.covers(&rpc)) {
+            if let Some(stale) = self.in_flight.take() {
+                stale.task.abort();
+            }
+            if Lane::for_payload(entries_bytes(&rpc)) == Lane::Control {
+                let payload = wire::encode(&rpc).map_err(|e| NetworkError::new(&e))?;
+                let reply = self
+                    .peer
+                    .send(
+                        Rpc::Append,
+                        Lane::Control,
+                        payload,
+                        Bytes::new(),
+                        option.hard_ttl(),
+                    )
+                    .await?;
+                let result: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
+                    wire::decode(&reply).map_err(|e| NetworkError::new(&e))?;
+                return result.map_err(|e| RemoteError::new(self.peer.target, e).into());
+            }
+            self.in_flight = Some(InFlightAppend::start(
+                &self.peer,
+                rpc.clone(),
+                option.hard_ttl(),
+            ));
+        }
+        let Some(flight) = self.in_flight.as_mut() else {
+            return Err(NetworkError::from(AnyError::error("append lost its transfer")).into());
+        };
+        // openraft drops this future after one heartbeat interval; the transfer
+        // goes on and the next call for the same entries picks up its answer.
+        let outcome = (&mut flight.result).await;
+        let outcome = outcome.unwrap_or_else(|_| {
+            Err(SendError::Network(
+                "append transfer ended without an answer".into(),
+            ))
+        });
+        let answer = flight.answer_for(outcome, &rpc);
+        flight.task.abort();
+        self.in_flight = None;
+        answer.map_err(Into::into)
+    }
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
@@ -139,7 +482,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::Append, &rpc, option.hard_ttl()).await
+        self.append(rpc, option).await
     }
 
     async fn install_snapshot(
@@ -150,7 +493,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call(Rpc::Snapshot, &rpc, option.hard_ttl()).await
+        self.peer.snapshot_chunk(rpc, option).await
     }
 
     async fn vote(
@@ -158,7 +501,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
+        self.peer.call(Rpc::Vote, &rpc, option.hard_ttl()).await
     }
 
     fn backoff(&self) -> openraft::network::Backoff {
@@ -176,11 +519,15 @@ pub async fn node_heartbeat(
     beat: &crate::quiesce::NodeHeartbeat,
 ) -> Result<(), String> {
     let payload = wire::encode(beat).map_err(|e| e.to_string())?;
-    let channel = node.pool.get(addr).map_err(|e| e.to_string())?;
+    let channel = node
+        .pool
+        .get(addr, Lane::Control)
+        .map_err(|e| e.to_string())?;
     let mut request = tonic::Request::new(RaftRequest {
         group: 0,
         from: node.id,
         payload,
+        data: Bytes::new(),
     });
     request.set_timeout(Duration::from_millis(node.config.election_timeout_min_ms));
     match RaftPeerClient::new(channel).node_heartbeat(request).await {
@@ -191,5 +538,29 @@ pub async fn node_heartbeat(
             }
             Err(status.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_is_told_from_its_typed_cause() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect_lazy();
+        let status = RaftPeerClient::new(channel)
+            .vote(RaftRequest::default())
+            .await
+            .expect_err("nothing listens there");
+        assert!(process_is_gone(&status), "{status:?}");
+        assert!(never_connected(&status), "{status:?}");
+        assert!(!process_is_gone(&tonic::Status::unavailable(
+            "connection refused"
+        )));
     }
 }

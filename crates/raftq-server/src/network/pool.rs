@@ -1,5 +1,9 @@
-//! One lazily connected gRPC channel per peer address, shared by every Raft group
-//! and by request forwarding: HTTP/2 multiplexes them all over one connection.
+//! Two lazily connected gRPC channels per peer address, each its own TCP
+//! connection, shared by every Raft group: a control lane for what keeps
+//! leadership and liveness (heartbeats, votes, read index, small appends) and a
+//! bulk lane for what can be large (big appends, snapshots, forwarded client
+//! requests). A 32 MiB batch on the wire never delays a heartbeat behind it in
+//! one TCP stream, so it cannot cause the election it would otherwise cause.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -8,9 +12,30 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
+/// Which connection to a peer a request travels on.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Lane {
+    Control,
+    Bulk,
+}
+
+/// AppendEntries payloads up to this size are control traffic: one batch of
+/// small messages, or a heartbeat.
+pub const CONTROL_PAYLOAD_MAX: usize = 256 * 1024;
+
+impl Lane {
+    pub fn for_payload(bytes: usize) -> Lane {
+        if bytes <= CONTROL_PAYLOAD_MAX {
+            Lane::Control
+        } else {
+            Lane::Bulk
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct ChannelPool {
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<(String, Lane), Channel>>,
     /// Raft RPCs sent, by kind: the idle cost of many groups is mostly
     /// heartbeats (empty AppendEntries), so it is worth watching.
     pub sent: PeerRpcCounts,
@@ -21,6 +46,9 @@ pub struct PeerRpcCounts {
     pub append_entries: AtomicU64,
     pub votes: AtomicU64,
     pub snapshots: AtomicU64,
+    /// Empty appends that keep a follower's election timer at bay during a
+    /// long transfer to it.
+    pub keepalives: AtomicU64,
 }
 
 /// HTTP/2 receive windows for every connection a node opens or accepts.
@@ -31,9 +59,10 @@ pub const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
 pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 
 impl ChannelPool {
-    pub fn get(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+    pub fn get(&self, addr: &str, lane: Lane) -> Result<Channel, tonic::transport::Error> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(ch) = channels.get(addr) {
+        let key = (addr.to_string(), lane);
+        if let Some(ch) = channels.get(&key) {
             return Ok(ch.clone());
         }
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
@@ -47,7 +76,7 @@ impl ChannelPool {
             .initial_stream_window_size(Some(STREAM_WINDOW))
             .initial_connection_window_size(Some(CONNECTION_WINDOW));
         let ch = endpoint.connect_lazy();
-        channels.insert(addr.to_string(), ch.clone());
+        channels.insert(key, ch.clone());
         Ok(ch)
     }
 }

@@ -8,6 +8,7 @@ use raftq_proto::internal::{RaftReply, RaftRequest};
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use crate::network::pool::CONTROL_PAYLOAD_MAX;
 use crate::network::wire;
 use crate::node::{Group, Node};
 use crate::outrun;
@@ -51,7 +52,15 @@ impl RaftPeer for PeerService {
         let req = request.into_inner();
         let group = self.group(&req)?;
         self.node.quiescence.heard_from(req.group, req.from);
-        let rpc: AppendEntriesRequest<TypeConfig> = decode(&req)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = if req.payload.len() <= CONTROL_PAYLOAD_MAX {
+            decode(&req)?
+        } else {
+            // Tens of milliseconds for a large batch: off the async workers,
+            // which carry every group's heartbeats.
+            tokio::task::spawn_blocking(move || decode(&req))
+                .await
+                .map_err(|e| Status::internal(format!("decoding the append: {e}")))??
+        };
         reply(&group.raft.append_entries(rpc).await)
     }
 
@@ -80,7 +89,9 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
         let group = self.group(&req)?;
-        let rpc: InstallSnapshotRequest<TypeConfig> = decode(&req)?;
+        self.node.quiescence.heard_from(req.group, req.from);
+        let mut rpc: InstallSnapshotRequest<TypeConfig> = decode(&req)?;
+        rpc.data = req.data.to_vec();
         reply(&group.raft.install_snapshot(rpc).await)
     }
 

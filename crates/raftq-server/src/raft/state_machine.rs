@@ -306,9 +306,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             )
         })?;
         let path = pending.path.clone();
-        let decoded = tokio::task::spawn_blocking(move || read_value::<Applied>(&path))
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let decoded =
+            crate::raft::background::run("raftq-snapshot-in", move || read_value::<Applied>(&path))
+                .await
+                .map_err(|e| snap_err(ErrorVerb::Read, e))?;
         let applied = match decoded {
             Ok(applied) => applied,
             Err(e) => {
@@ -389,23 +390,25 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         // Encoding a large backlog takes a while (about a second per 250 MB):
         // under the read lock it would stall apply, and so every publish, for
         // that long. A clone is cheap (payloads are reference-counted), so the
-        // lock is held only for the clone, and the encoding runs on a blocking
-        // thread, off the node's async workers.
-        let (pending, last_applied, last_membership) = tokio::task::spawn_blocking(move || {
-            let applied = {
-                let state = shared.read();
-                shared.snapshot_taken();
-                state.clone()
-            };
-            let pending = snapshots.write_value(&applied)?;
-            let (last_applied, last_membership) = (applied.last_applied, applied.last_membership);
-            drop(applied.state);
-            release_freed_memory();
-            Ok::<_, raftq_store::StoreError>((pending, last_applied, last_membership))
-        })
-        .await
-        .map_err(|e| snap_err(ErrorVerb::Write, e))?
-        .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        // lock is held only for the clone, and the encoding runs on a
+        // low-priority thread, off the node's async workers.
+        let (pending, last_applied, last_membership) =
+            crate::raft::background::run("raftq-snapshot-out", move || {
+                let applied = {
+                    let state = shared.read();
+                    shared.snapshot_taken();
+                    state.clone()
+                };
+                let pending = snapshots.write_value(&applied)?;
+                let (last_applied, last_membership) =
+                    (applied.last_applied, applied.last_membership);
+                drop(applied.state);
+                release_freed_memory();
+                Ok::<_, raftq_store::StoreError>((pending, last_applied, last_membership))
+            })
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let path = pending.path.clone();
         let snapshot_id = match last_applied {
             Some(l) => format!("{}-{}", l.leader_id.term, l.index),

@@ -31,6 +31,23 @@ pub enum GroupCommand {
     Queue(raftq_queue::Command),
 }
 
+impl GroupCommand {
+    /// Message bytes a command carries: what makes an entry large, known
+    /// without encoding it.
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            GroupCommand::Queue(raftq_queue::Command::Publish { messages, .. }) => messages
+                .iter()
+                .map(|m| {
+                    let headers: usize = m.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+                    m.payload.len() + headers
+                })
+                .sum(),
+            _ => 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum GroupResponse {
     Catalog(CatalogOutcome),
