@@ -68,6 +68,10 @@ pub struct Args {
     /// Prefetch used when a consumer asks for 0. [default: 100]
     #[arg(long, env = "RAFTQ_DEFAULT_PREFETCH")]
     pub default_prefetch: Option<u32>,
+    /// Largest prefetch a consumer gets; larger requests are lowered to it.
+    /// [default: 10000]
+    #[arg(long, env = "RAFTQ_MAX_PREFETCH")]
+    pub max_prefetch: Option<u32>,
     /// Threads running gRPC and Raft work. Set it to cores / nodes when several
     /// nodes share one machine: fewer threads than cores hand work between
     /// threads less often. [default: one per core]
@@ -102,6 +106,7 @@ struct FileConfig {
     snapshot_every: Option<u64>,
     snapshot_keep_logs: Option<u64>,
     default_prefetch: Option<u32>,
+    max_prefetch: Option<u32>,
     worker_threads: Option<usize>,
     max_batch_bytes: Option<u64>,
     max_request_bytes: Option<u64>,
@@ -142,6 +147,7 @@ pub const DEFAULT_SNAPSHOT_EVERY: u64 = 20_000;
 // whole, so its size bounds how long one publish can hold a group's
 // replication (32 MiB: about 0.3 s here). RabbitMQ's default message limit is
 // 16 MiB, NATS's 1 MiB (at most 64 MiB).
+pub const DEFAULT_MAX_PREFETCH: u32 = 10_000;
 pub const DEFAULT_MAX_BATCH_BYTES: u64 = 32 << 20;
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 48 << 20;
 
@@ -170,6 +176,7 @@ pub struct Config {
     pub snapshot_every: u64,
     pub snapshot_keep_logs: u64,
     pub default_prefetch: u32,
+    pub max_prefetch: u32,
     /// None: tokio's default (one per core).
     pub worker_threads: Option<usize>,
     pub max_batch_bytes: u64,
@@ -318,6 +325,10 @@ impl Config {
                 .default_prefetch
                 .or(file.default_prefetch)
                 .unwrap_or(100),
+            max_prefetch: args
+                .max_prefetch
+                .or(file.max_prefetch)
+                .unwrap_or(DEFAULT_MAX_PREFETCH),
             worker_threads: args.worker_threads.or(file.worker_threads),
             max_batch_bytes: args
                 .max_batch_bytes
@@ -328,6 +339,11 @@ impl Config {
                 .or(file.max_request_bytes)
                 .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
         };
+        if config.max_prefetch == 0 || config.default_prefetch > config.max_prefetch {
+            return Err(ConfigError::Invalid(
+                "need 0 < default_prefetch <= max_prefetch".into(),
+            ));
+        }
         if config.max_batch_bytes == 0 || config.max_request_bytes <= config.max_batch_bytes {
             return Err(ConfigError::Invalid(
                 "need 0 < max_batch_bytes < max_request_bytes".into(),
@@ -387,6 +403,33 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config_with(extra: &[&str]) -> Result<Config, ConfigError> {
+        let mut args = vec!["raftqd", "--id", "1", "--data-dir", "/tmp/x"];
+        args.extend_from_slice(extra);
+        Config::from_args(Args::parse_from(args))
+    }
+
+    #[test]
+    fn size_and_prefetch_limits_have_defaults_and_must_be_consistent() {
+        let c = config_with(&[]).expect("defaults");
+        assert_eq!(c.max_batch_bytes, DEFAULT_MAX_BATCH_BYTES);
+        assert!(c.max_request_bytes > c.max_batch_bytes);
+        assert_eq!(c.max_prefetch, DEFAULT_MAX_PREFETCH);
+        assert!(config_with(&["--max-batch-bytes", "50331648"]).is_err());
+        assert!(config_with(&["--max-batch-bytes", "0"]).is_err());
+        assert!(config_with(&["--max-request-bytes", "5000000000"]).is_err());
+        assert!(
+            config_with(&["--max-prefetch", "50"]).is_err(),
+            "below default_prefetch"
+        );
+        let small = config_with(&["--max-batch-bytes", "1000", "--max-request-bytes", "2000"])
+            .expect("small limits");
+        assert_eq!(
+            (small.max_batch_bytes, small.max_request_bytes),
+            (1000, 2000)
+        );
+    }
 
     #[test]
     fn initial_cluster_parses_and_rejects_garbage() {

@@ -58,11 +58,14 @@ pub async fn consume(
         Route::Remote { addr, .. } => return proxy(node, &addr, first, inbound, hops).await,
     };
     wait_until_ready(&group, &def.name).await?;
+    // Capped: a consumer that asks for millions and never reads would make the
+    // leader hold (and buffer) that many deliveries for it.
     let prefetch = if sub.prefetch == 0 {
         node.config.default_prefetch
     } else {
         sub.prefetch
-    };
+    }
+    .min(node.config.max_prefetch);
     let consumer: ConsumerId = rand::random();
     let deliveries = node.sessions.register(group.id, consumer);
     let attach = Command::Attach {
