@@ -374,27 +374,36 @@ impl InFlightAppend {
         !rpc.entries.is_empty() && rpc.vote == self.vote && rpc.prev_log_id == self.prev
     }
 
-    /// The transfer's answer, as an answer to `rpc` (which `covers` accepted):
-    /// entries the peer holds up to `self.last` match this leader's log, so
-    /// they answer any request that starts at the same point.
+    /// The transfer's answer, as an answer to `rpc` (which `covers` accepted).
     fn answer_for(
         &self,
         outcome: AppendResult,
         rpc: &AppendEntriesRequest<TypeConfig>,
     ) -> AppendResult {
-        let wanted = last_log_id(rpc);
-        let matched_up_to = |m: Option<LogId<NodeId>>| {
-            if m >= wanted {
-                AppendEntriesResponse::Success
-            } else {
-                AppendEntriesResponse::PartialSuccess(m)
-            }
-        };
-        outcome.map(|resp| match resp {
-            AppendEntriesResponse::Success => matched_up_to(self.last),
-            AppendEntriesResponse::PartialSuccess(m) => matched_up_to(m),
-            other => other,
-        })
+        outcome.map(|resp| reanswer(resp, self.last, last_log_id(rpc)))
+    }
+}
+
+/// An answer to an append that carried entries up to `carried`, as the answer
+/// to a request from the same leader and starting point that asks up to
+/// `wanted`. What the peer matched of this leader's log answers any such
+/// request: all of it when it reaches `wanted`, else as far as it goes.
+fn reanswer(
+    resp: AppendEntriesResponse<NodeId>,
+    carried: Option<LogId<NodeId>>,
+    wanted: Option<LogId<NodeId>>,
+) -> AppendEntriesResponse<NodeId> {
+    let matched_up_to = |m: Option<LogId<NodeId>>| {
+        if m >= wanted {
+            AppendEntriesResponse::Success
+        } else {
+            AppendEntriesResponse::PartialSuccess(m)
+        }
+    };
+    match resp {
+        AppendEntriesResponse::Success => matched_up_to(carried),
+        AppendEntriesResponse::PartialSuccess(m) => matched_up_to(m),
+        other => other,
     }
 }
 
@@ -544,6 +553,32 @@ pub async fn node_heartbeat(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openraft::CommittedLeaderId;
+
+    fn id(index: u64) -> Option<LogId<NodeId>> {
+        Some(LogId::new(CommittedLeaderId::new(2, 1), index))
+    }
+
+    #[test]
+    fn a_transfer_answers_a_retry_for_no_more_than_it_carried() {
+        use AppendEntriesResponse::*;
+        // The retry asks for the same entries: the answer is the transfer's.
+        assert!(matches!(reanswer(Success, id(7), id(7)), Success));
+        // It asks for more (entries appended meanwhile): only up to 7 matched.
+        assert!(matches!(reanswer(Success, id(7), id(9)), PartialSuccess(m) if m == id(7)));
+        // It asks for fewer (a smaller batch hint): all of them matched.
+        assert!(matches!(reanswer(Success, id(7), id(6)), Success));
+        assert!(
+            matches!(reanswer(PartialSuccess(id(5)), id(7), id(9)), PartialSuccess(m) if m == id(5))
+        );
+        assert!(matches!(
+            reanswer(PartialSuccess(id(5)), id(7), id(5)),
+            Success
+        ));
+        assert!(matches!(reanswer(Conflict, id(7), id(9)), Conflict));
+        let higher = Vote::new_committed(3, 2);
+        assert!(matches!(reanswer(HigherVote(higher), id(7), id(9)), HigherVote(v) if v == higher));
+    }
 
     #[tokio::test]
     async fn a_refused_connection_is_told_from_its_typed_cause() {
