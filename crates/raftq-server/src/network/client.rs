@@ -94,6 +94,7 @@ enum Rpc {
     Append,
     Vote,
     Snapshot,
+    Keepalive,
 }
 
 impl Peer {
@@ -123,12 +124,14 @@ impl Peer {
             Rpc::Append => &self.pool.sent.append_entries,
             Rpc::Vote => &self.pool.sent.votes,
             Rpc::Snapshot => &self.pool.sent.snapshots,
+            Rpc::Keepalive => &self.pool.sent.keepalives,
         };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let reply = match rpc {
             Rpc::Append => client.append_entries(request).await,
             Rpc::Vote => client.vote(request).await,
             Rpc::Snapshot => client.install_snapshot(request).await,
+            Rpc::Keepalive => client.keepalive(request).await,
         };
         match reply {
             Ok(r) => {
@@ -167,7 +170,7 @@ impl Peer {
     {
         let payload = wire::encode(req).map_err(|e| NetworkError::new(&e))?;
         let lane = match rpc {
-            Rpc::Vote => Lane::Control,
+            Rpc::Vote | Rpc::Keepalive => Lane::Control,
             Rpc::Append => Lane::for_payload(payload.len()),
             Rpc::Snapshot => Lane::Bulk,
         };
@@ -214,13 +217,9 @@ impl Peer {
         let Ok(payload) = wire::encode(&beat) else {
             return;
         };
-        self.pool
-            .sent
-            .keepalives
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = self
             .send(
-                Rpc::Append,
+                Rpc::Keepalive,
                 Lane::Control,
                 payload,
                 Bytes::new(),

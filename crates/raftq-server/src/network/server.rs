@@ -64,6 +64,28 @@ impl RaftPeer for PeerService {
         reply(&group.raft.append_entries(rpc).await)
     }
 
+    async fn keepalive(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let req = request.into_inner();
+        let group = self.group(&req)?;
+        self.node.quiescence.heard_from(req.group, req.from);
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(&req)?;
+        if !rpc.entries.is_empty() || rpc.prev_log_id.is_some() || rpc.leader_commit.is_some() {
+            return Err(Status::invalid_argument(
+                "a keepalive names no log position and carries no entries",
+            ));
+        }
+        // openraft answers an append only once the log it accepted is
+        // durable, which a large write ahead of it can hold up for longer
+        // than the sender waits; the timer reset happens on arrival.
+        tokio::spawn(async move {
+            let _ = group.raft.append_entries(rpc).await;
+        });
+        reply(&())
+    }
+
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
         let group = self.group(&req)?;
