@@ -1,9 +1,9 @@
 //! Guarantee 7 for size: the largest batch a node accepts replicates and is
 //! confirmed whichever node it is sent to, and the small publishes after it
 //! are too; a batch over the limit is refused at once with RESOURCE_EXHAUSTED
-//! and changes nothing. (With three nodes sharing two cores, a run of 32 MiB
-//! batches can still cost the group an election now and then; the test
-//! prints how many terms passed.)
+//! and changes nothing. The test prints how many terms passed: 0 with release
+//! builds of raftqd; debug builds, three of them on two cores, can still lose
+//! an election to the CPU the copies take, so it is not asserted here.
 
 use std::time::{Duration, Instant};
 
