@@ -139,7 +139,7 @@ impl Error {
     pub fn from_status(s: &Status) -> Error {
         if s.source().is_some() {
             let described = describe_transport(s);
-            return if never_connected(s) {
+            return if raftq_proto::transport::never_connected(s) {
                 Error::Connect(described)
             } else {
                 Error::Transport(described)
@@ -182,28 +182,6 @@ fn leader_from(meta: &tonic::metadata::MetadataMap) -> Option<(u64, String)> {
         return None;
     }
     Some((id, addr.to_string()))
-}
-
-/// Whether the connection was never made (refused, no route), from the
-/// typed causes: such a request was never sent.
-fn never_connected(s: &Status) -> bool {
-    use std::io::ErrorKind;
-    let mut cause = s.source();
-    while let Some(e) = cause {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if matches!(
-                io.kind(),
-                ErrorKind::ConnectionRefused
-                    | ErrorKind::AddrNotAvailable
-                    | ErrorKind::HostUnreachable
-                    | ErrorKind::NetworkUnreachable
-            ) {
-                return true;
-            }
-        }
-        cause = e.source();
-    }
-    false
 }
 
 impl From<Status> for Error {

@@ -26,6 +26,43 @@ pub mod metadata {
     pub const LEADER_ADDR: &str = "raftq-leader-addr";
 }
 
+/// What a failed call's typed causes say about the connection, for client and
+/// server alike (never read from error text).
+pub mod transport {
+    use std::error::Error;
+    use std::io::ErrorKind;
+
+    /// Whether some cause of `status` is an I/O error of a kind `wanted` accepts,
+    /// directly or inside an HTTP/2 error.
+    pub fn io_cause(status: &tonic::Status, wanted: impl Fn(ErrorKind) -> bool) -> bool {
+        let mut cause: Option<&(dyn Error + 'static)> = status.source();
+        while let Some(e) = cause {
+            let io = e
+                .downcast_ref::<std::io::Error>()
+                .or_else(|| e.downcast_ref::<h2::Error>().and_then(|h| h.get_io()));
+            if io.is_some_and(|io| wanted(io.kind())) {
+                return true;
+            }
+            cause = e.source();
+        }
+        false
+    }
+
+    /// Whether the call never reached the peer: no connection could be made,
+    /// so it cannot have taken effect there.
+    pub fn never_connected(status: &tonic::Status) -> bool {
+        io_cause(status, |kind| {
+            matches!(
+                kind,
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::AddrNotAvailable
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+            )
+        })
+    }
+}
+
 /// Encoded `FileDescriptorSet` of every raftq proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/raftq_descriptor.bin"));

@@ -114,7 +114,7 @@ impl ApiError {
                 let answered = meta.get(RETRY_KEY).and_then(|v| v.to_str().ok());
                 let applied = match answered.and_then(Applied::parse) {
                     Some(applied) => applied,
-                    None if crate::network::client::never_connected(status) => Applied::No,
+                    None if raftq_proto::transport::never_connected(status) => Applied::No,
                     None => Applied::Maybe,
                 };
                 let message = match answered {

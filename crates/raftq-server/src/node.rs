@@ -236,7 +236,10 @@ impl Node {
             self.sessions.clone(),
             self.snapshot_requests.clone(),
         )?;
-        let log = self.store.log_store(id)?;
+        let log = self
+            .store
+            .log_store(id)?
+            .with_entry_size(crate::raft::types::entry_bytes);
         let network = NetworkFactory {
             group: id,
             self_id: self.id,

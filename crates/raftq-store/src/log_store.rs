@@ -51,6 +51,8 @@ pub struct LogStore<C: RaftTypeConfig> {
     /// The latest purge point, which the committer writes to `meta` lazily.
     purged: Arc<Mutex<Option<LogId<u64>>>>,
     pending: Pending<C>,
+    /// Bytes an entry counts for against a replication read's budget.
+    entry_bytes: fn(&openraft::Entry<C>) -> usize,
     _config: PhantomData<C>,
 }
 
@@ -65,6 +67,7 @@ impl<C: RaftTypeConfig> Clone for LogStore<C> {
             first_kept: self.first_kept.clone(),
             purged: self.purged.clone(),
             pending: self.pending.clone(),
+            entry_bytes: self.entry_bytes,
             _config: PhantomData,
         }
     }
@@ -111,6 +114,7 @@ where
             first_kept: Arc::new(AtomicU64::new(first_kept)),
             purged: Arc::new(Mutex::new(purged)),
             pending: Default::default(),
+            entry_bytes: encoded_size::<openraft::Entry<C>>,
             _config: PhantomData,
         };
         // A node stopped while its cleaner was busy left purged entries behind:
@@ -127,6 +131,13 @@ where
 
     pub fn group(&self) -> u64 {
         self.group
+    }
+
+    /// How to size an entry not yet in sled against a replication read's
+    /// budget without encoding it (the default encodes it to count).
+    pub fn with_entry_size(mut self, entry_bytes: fn(&openraft::Entry<C>) -> usize) -> Self {
+        self.entry_bytes = entry_bytes;
+        self
     }
 
     /// Entries on disk, counting purged ones the cleaner has not deleted yet.
@@ -292,9 +303,8 @@ where
             }
         }
         for entry in pending {
-            // Sized here, on the reader's task, not on the group's core.
             if max_bytes != usize::MAX {
-                bytes_read = bytes_read.saturating_add(encoded_size(&entry));
+                bytes_read = bytes_read.saturating_add((self.entry_bytes)(&entry));
             }
             entries.push(entry);
             if bytes_read >= max_bytes {

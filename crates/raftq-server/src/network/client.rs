@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use crate::liveness::Liveness;
 use crate::network::pool::{ChannelPool, Lane};
 use crate::network::wire;
-use crate::raft::types::{GroupId, NodeId, TypeConfig};
+use crate::raft::types::{entry_bytes, GroupId, NodeId, TypeConfig};
 
 /// Slowest transfer rate a bulk request is given time for: a 32 MiB batch gets
 /// 8 s on top of the heartbeat interval before it is sent again.
@@ -157,6 +157,7 @@ impl Peer {
         }
     }
 
+    /// A small request on the control lane and its decoded answer.
     async fn call<Req, Resp, E>(
         &self,
         rpc: Rpc,
@@ -169,13 +170,18 @@ impl Peer {
         E: std::error::Error + DeserializeOwned,
     {
         let payload = wire::encode(req).map_err(|e| NetworkError::new(&e))?;
-        let lane = match rpc {
-            Rpc::Vote | Rpc::Keepalive => Lane::Control,
-            Rpc::Append => Lane::for_payload(payload.len()),
-            Rpc::Snapshot => Lane::Bulk,
-        };
-        let reply = self.send(rpc, lane, payload, Bytes::new(), timeout).await?;
-        let result: Result<Resp, E> = wire::decode(&reply).map_err(|e| NetworkError::new(&e))?;
+        let reply = self
+            .send(rpc, Lane::Control, payload, Bytes::new(), timeout)
+            .await?;
+        self.answer(&reply)
+    }
+
+    fn answer<Resp, E>(&self, reply: &[u8]) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let result: Result<Resp, E> = wire::decode(reply).map_err(|e| NetworkError::new(&e))?;
         result.map_err(|e| RemoteError::new(self.target, e).into())
     }
 }
@@ -254,11 +260,7 @@ impl Peer {
                 self.send(Rpc::Snapshot, Lane::Bulk, payload, data, timeout),
             )
             .await?;
-        let result: Result<
-            InstallSnapshotResponse<NodeId>,
-            RaftError<NodeId, InstallSnapshotError>,
-        > = wire::decode(&reply).map_err(|e| NetworkError::new(&e))?;
-        result.map_err(|e| RemoteError::new(self.target, e).into())
+        self.answer(&reply)
     }
 }
 
@@ -272,7 +274,7 @@ fn transfer_time(bytes: usize) -> Duration {
 /// timeout.
 pub fn process_is_gone(status: &tonic::Status) -> bool {
     use std::io::ErrorKind;
-    io_cause(status, |kind| {
+    raftq_proto::transport::io_cause(status, |kind| {
         matches!(
             kind,
             ErrorKind::ConnectionRefused
@@ -281,27 +283,6 @@ pub fn process_is_gone(status: &tonic::Status) -> bool {
                 | ErrorKind::BrokenPipe
         )
     })
-}
-
-/// Whether the request never left this node: the connection was refused, so
-/// the peer cannot have acted on it.
-pub fn never_connected(status: &tonic::Status) -> bool {
-    io_cause(status, |kind| kind == std::io::ErrorKind::ConnectionRefused)
-}
-
-fn io_cause(status: &tonic::Status, wanted: impl Fn(std::io::ErrorKind) -> bool) -> bool {
-    use std::error::Error;
-    let mut cause: Option<&(dyn Error + 'static)> = status.source();
-    while let Some(e) = cause {
-        let io = e
-            .downcast_ref::<std::io::Error>()
-            .or_else(|| e.downcast_ref::<h2::Error>().and_then(|h| h.get_io()));
-        if io.is_some_and(|io| wanted(io.kind())) {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
 }
 
 type AppendResult = Result<AppendEntriesResponse<NodeId>, SendError>;
@@ -408,13 +389,7 @@ fn reanswer(
 
 /// Message bytes the request carries, without encoding it.
 fn entries_bytes(rpc: &AppendEntriesRequest<TypeConfig>) -> usize {
-    rpc.entries
-        .iter()
-        .map(|e| match &e.payload {
-            openraft::EntryPayload::Normal(cmd) => cmd.payload_bytes(),
-            _ => 0,
-        })
-        .sum()
+    rpc.entries.iter().map(entry_bytes).sum()
 }
 
 fn last_log_id(rpc: &AppendEntriesRequest<TypeConfig>) -> Option<LogId<NodeId>> {
@@ -445,20 +420,7 @@ impl PeerClient {
                 stale.task.abort();
             }
             if Lane::for_payload(entries_bytes(&rpc)) == Lane::Control {
-                let payload = wire::encode(&rpc).map_err(|e| NetworkError::new(&e))?;
-                let reply = self
-                    .peer
-                    .send(
-                        Rpc::Append,
-                        Lane::Control,
-                        payload,
-                        Bytes::new(),
-                        option.hard_ttl(),
-                    )
-                    .await?;
-                let result: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
-                    wire::decode(&reply).map_err(|e| NetworkError::new(&e))?;
-                return result.map_err(|e| RemoteError::new(self.peer.target, e).into());
+                return self.peer.call(Rpc::Append, &rpc, option.hard_ttl()).await;
             }
             self.in_flight = Some(InFlightAppend::start(
                 &self.peer,
@@ -592,7 +554,10 @@ mod tests {
             .await
             .expect_err("nothing listens there");
         assert!(process_is_gone(&status), "{status:?}");
-        assert!(never_connected(&status), "{status:?}");
+        assert!(
+            raftq_proto::transport::never_connected(&status),
+            "{status:?}"
+        );
         assert!(!process_is_gone(&tonic::Status::unavailable(
             "connection refused"
         )));

@@ -32,6 +32,16 @@ impl PeerService {
     }
 }
 
+impl PeerService {
+    /// The group a leader's replication request is for; hearing from it
+    /// keeps the group awake (see quiesce).
+    fn leaders_group(&self, req: &RaftRequest) -> Result<Arc<Group>, Status> {
+        let group = self.group(req)?;
+        self.node.quiescence.heard_from(req.group, req.from);
+        Ok(group)
+    }
+}
+
 fn decode<T: serde::de::DeserializeOwned>(req: &RaftRequest) -> Result<T, Status> {
     wire::decode(&req.payload)
         .map_err(|e| Status::invalid_argument(format!("bad raft payload: {e}")))
@@ -50,8 +60,7 @@ impl RaftPeer for PeerService {
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
-        let group = self.group(&req)?;
-        self.node.quiescence.heard_from(req.group, req.from);
+        let group = self.leaders_group(&req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = if req.payload.len() <= CONTROL_PAYLOAD_MAX {
             decode(&req)?
         } else {
@@ -69,8 +78,7 @@ impl RaftPeer for PeerService {
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
-        let group = self.group(&req)?;
-        self.node.quiescence.heard_from(req.group, req.from);
+        let group = self.leaders_group(&req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&req)?;
         if !rpc.entries.is_empty() || rpc.prev_log_id.is_some() || rpc.leader_commit.is_some() {
             return Err(Status::invalid_argument(
@@ -110,8 +118,7 @@ impl RaftPeer for PeerService {
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
-        let group = self.group(&req)?;
-        self.node.quiescence.heard_from(req.group, req.from);
+        let group = self.leaders_group(&req)?;
         let mut rpc: InstallSnapshotRequest<TypeConfig> = decode(&req)?;
         rpc.data = req.data.to_vec();
         reply(&group.raft.install_snapshot(rpc).await)

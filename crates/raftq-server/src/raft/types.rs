@@ -48,6 +48,15 @@ impl GroupCommand {
     }
 }
 
+/// Message bytes an entry carries: what makes it large, known without
+/// encoding it.
+pub fn entry_bytes(entry: &openraft::Entry<TypeConfig>) -> usize {
+    match &entry.payload {
+        openraft::EntryPayload::Normal(cmd) => cmd.payload_bytes(),
+        _ => 0,
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum GroupResponse {
     Catalog(CatalogOutcome),
