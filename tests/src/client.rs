@@ -126,6 +126,7 @@ pub async fn publish_retrying(
         let addr = &addrs[attempt % addrs.len()];
         attempt += 1;
         let req = PublishRequest {
+            key: None,
             queue: queue.into(),
             messages: messages.clone(),
             producer_id: producer_id.into(),

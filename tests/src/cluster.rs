@@ -16,6 +16,7 @@ use crate::client;
 use crate::consumer::{drain, Drained};
 use crate::node::{raftqd_bin, NodeProc};
 use crate::ports::free_port;
+use crate::proxy::Proxy;
 use crate::publish::Producer;
 
 /// How long helpers wait for an election before giving up: generous, because
@@ -27,9 +28,18 @@ pub struct ClusterBuilder {
     n: usize,
     extra_args: Vec<String>,
     log_filter: Option<String>,
+    proxied: bool,
 }
 
 impl ClusterBuilder {
+    /// Every node behind a [`Proxy`]: the address peers and clients use is
+    /// the proxy's (`--advertise`, `--initial-cluster`), so a test can lose
+    /// what one node answers while its requests still arrive.
+    pub fn behind_proxies(mut self) -> Self {
+        self.proxied = true;
+        self
+    }
+
     /// A flag passed to every node, on every start (e.g. `--snapshot-every`).
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.extra_args.push(arg.into());
@@ -61,7 +71,7 @@ impl ClusterBuilder {
             .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
-        let nodes = ports
+        let mut nodes: Vec<NodeProc> = ports
             .iter()
             .enumerate()
             .map(|(i, p)| {
@@ -74,6 +84,13 @@ impl ClusterBuilder {
                 )
             })
             .collect();
+        let mut proxies = Vec::new();
+        if self.proxied {
+            for node in &mut nodes {
+                node.listen = format!("127.0.0.1:{}", free_port());
+                proxies.push(Proxy::start(node.addr.clone(), node.listen.clone()).await);
+            }
+        }
         let mut cluster = Cluster {
             nodes,
             bin: raftqd_bin(),
@@ -83,6 +100,7 @@ impl ClusterBuilder {
                 .log_filter
                 .or_else(|| std::env::var("RAFTQ_TEST_LOG").ok()),
             root: Some(root),
+            proxies,
         };
         for id in cluster.ids() {
             cluster.spawn(id);
@@ -99,6 +117,7 @@ pub struct Cluster {
     extra_args: Vec<String>,
     log_filter: Option<String>,
     root: Option<tempfile::TempDir>,
+    proxies: Vec<Proxy>,
 }
 
 impl Cluster {
@@ -107,6 +126,7 @@ impl Cluster {
             n,
             extra_args: Vec::new(),
             log_filter: None,
+            proxied: false,
         }
     }
 
@@ -134,6 +154,13 @@ impl Cluster {
         self.nodes
             .get_mut((id as usize).wrapping_sub(1))
             .unwrap_or_else(|| panic!("no node {id} in a {n}-node cluster"))
+    }
+
+    /// The proxy in front of node `id` (clusters built `behind_proxies`).
+    pub fn proxy(&self, id: u64) -> &Proxy {
+        self.proxies
+            .get((id as usize).wrapping_sub(1))
+            .unwrap_or_else(|| panic!("node {id} has no proxy: build with behind_proxies()"))
     }
 
     pub fn addr(&self, id: u64) -> String {
@@ -175,6 +202,8 @@ impl Cluster {
             "--data-dir".into(),
             node.data_dir.display().to_string(),
             "--listen".into(),
+            node.listen.clone(),
+            "--advertise".into(),
             node.addr.clone(),
             "--initial-cluster".into(),
             self.initial_cluster.clone(),

@@ -7,4 +7,5 @@ pub mod cluster;
 pub mod consumer;
 pub mod node;
 pub mod ports;
+pub mod proxy;
 pub mod publish;

@@ -93,10 +93,12 @@ fn threads_not_stopped(pid: u32) -> std::io::Result<usize> {
 
 pub struct NodeProc {
     pub id: u64,
-    /// The one port that serves clients and peers.
+    /// The address clients and peers use (one port serves both).
     pub addr: String,
     /// Prometheus endpoint (`--metrics-listen`).
     pub metrics_addr: String,
+    /// Where the process listens: `addr`, unless a proxy stands in front.
+    pub listen: String,
     pub data_dir: PathBuf,
     /// stdout and stderr of every run of this node, appended across restarts.
     pub log_path: PathBuf,
@@ -108,6 +110,7 @@ impl NodeProc {
     pub fn new(id: u64, addr: String, metrics_addr: String, data_dir: PathBuf) -> NodeProc {
         NodeProc {
             id,
+            listen: addr.clone(),
             addr,
             metrics_addr,
             log_path: data_dir.join("raftqd.log"),
@@ -119,6 +122,14 @@ impl NodeProc {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The exit status if the process has ended (crashed, aborted) since it
+    /// was started; `None` while it runs or when it was never started.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// The process exists (it may be stopped).

@@ -51,6 +51,7 @@ impl Producer {
         payloads: &[Bytes],
     ) -> Result<Vec<u64>, Status> {
         let request = PublishRequest {
+            key: None,
             queue: queue.into(),
             messages: payloads
                 .iter()

@@ -394,6 +394,7 @@ async fn minority_leader_cannot_confirm_and_majority_continues() {
         async move {
             direct_client
                 .publish(PublishRequest {
+                    key: None,
                     queue: "split".into(),
                     messages: vec![PublishMessage {
                         payload: isolated,
@@ -574,6 +575,7 @@ async fn invalid_requests_get_precise_codes_and_change_nothing() {
 
     let mut q = cluster.queue(node).await;
     let publish = |queue: &str, payloads: Vec<Vec<u8>>| PublishRequest {
+        key: None,
         queue: queue.into(),
         messages: payloads
             .into_iter()

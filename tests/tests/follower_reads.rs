@@ -156,6 +156,7 @@ async fn stale_read_reports_its_applied_index_and_never_serves_uncommitted_data(
     cluster.stop(other);
     let mut queue_client = cluster.queue(leader).await;
     let mut unclear = tonic::Request::new(PublishRequest {
+        key: None,
         queue: queue.into(),
         messages: vec![PublishMessage {
             payload: Bytes::from_static(b"c-uncommitted"),

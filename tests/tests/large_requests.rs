@@ -34,6 +34,7 @@ fn batch(total: usize, tag: &str) -> PublishRequest {
         i += 1;
     }
     PublishRequest {
+        key: None,
         queue: "big".into(),
         messages,
         producer_id: String::new(),
@@ -43,6 +44,7 @@ fn batch(total: usize, tag: &str) -> PublishRequest {
 
 fn small(tag: &str) -> PublishRequest {
     PublishRequest {
+        key: None,
         queue: "big".into(),
         messages: vec![PublishMessage {
             payload: Bytes::from(tag.to_string()),

@@ -427,6 +427,7 @@ async fn a_later_batch_sent_first_is_never_stored_ahead_of_its_predecessor() {
             loop {
                 let answer = client
                     .publish(raftq_proto::v1::PublishRequest {
+                        key: None,
                         queue: "order".into(),
                         messages: payloads("o", sequence..sequence + 5),
                         producer_id: "ordered".into(),
@@ -517,6 +518,7 @@ async fn retried_idempotent_publish_after_leader_kill_is_stored_once() {
         for addr in &live {
             let mut c = client::queue(addr).await.expect("client");
             let req = raftq_proto::v1::PublishRequest {
+                key: None,
                 queue: "idem".into(),
                 messages: batch.clone(),
                 producer_id: "producer-x".into(),
@@ -543,6 +545,7 @@ async fn retried_idempotent_publish_after_leader_kill_is_stored_once() {
     let mut c = client::queue(&live[0]).await.expect("client");
     let err = c
         .publish(raftq_proto::v1::PublishRequest {
+            key: None,
             queue: "idem".into(),
             messages: payloads("i", 0..1),
             producer_id: "producer-x".into(),

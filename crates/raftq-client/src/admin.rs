@@ -8,7 +8,7 @@ use raftq_proto::v1::{
     GetQueueRequest, ListQueuesRequest, QueueInfo, QueueOptions,
 };
 
-use crate::client::{request, Retry, Target};
+use crate::client::{request, Target};
 use crate::{Client, Error};
 
 impl Client {
@@ -24,7 +24,7 @@ impl Client {
     ) -> Result<QueueInfo, Error> {
         let maybe_done = AtomicBool::new(false);
         let created = self
-            .call(Target::Any, Retry::Idempotent, |addr, timeout| {
+            .call(Target::Any, |addr, timeout| {
                 let req = request(
                     CreateQueueRequest {
                         name: name.to_string(),
@@ -61,7 +61,7 @@ impl Client {
     /// finds it gone after an ambiguous attempt counts as done.
     pub async fn delete_queue(&self, name: &str) -> Result<(), Error> {
         let maybe_done = AtomicBool::new(false);
-        self.call(Target::Any, Retry::Idempotent, |addr, timeout| {
+        self.call(Target::Any, |addr, timeout| {
             let req = request(
                 DeleteQueueRequest {
                     name: name.to_string(),
@@ -87,7 +87,7 @@ impl Client {
 
     pub async fn list_queues(&self) -> Result<Vec<QueueInfo>, Error> {
         let queues = self
-            .call(Target::Any, Retry::Idempotent, |addr, timeout| {
+            .call(Target::Any, |addr, timeout| {
                 let req = request(ListQueuesRequest {}, timeout);
                 async move {
                     Ok(self
@@ -109,7 +109,7 @@ impl Client {
     /// that answers).
     pub async fn get_queue(&self, name: &str) -> Result<QueueInfo, Error> {
         let info = self
-            .call(Target::Any, Retry::Idempotent, |addr, timeout| {
+            .call(Target::Any, |addr, timeout| {
                 let req = request(
                     GetQueueRequest {
                         name: name.to_string(),
@@ -127,7 +127,7 @@ impl Client {
     /// Nodes (up/down, leaders held) and every queue, from one node's view.
     pub async fn cluster_status(&self) -> Result<ClusterStatusResponse, Error> {
         let status = self
-            .call(Target::Any, Retry::Idempotent, |addr, timeout| {
+            .call(Target::Any, |addr, timeout| {
                 let req = request(ClusterStatusRequest {}, timeout);
                 async move {
                     Ok(self

@@ -10,7 +10,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use raftq_proto::v1::admin_service_client::AdminServiceClient;
 use raftq_proto::v1::queue_service_client::QueueServiceClient;
 use raftq_proto::v1::{
-    ClusterStatusRequest, Consistency, GetQueueRequest, PublishMessage, PublishRequest,
+    ClusterStatusRequest, Consistency, GetQueueRequest, PublishKey, PublishMessage, PublishRequest,
     PublishResponse, ReadRequest, ReadResponse,
 };
 use tonic::transport::Channel;
@@ -64,6 +64,10 @@ pub(crate) struct Inner {
     pub(crate) pool: Pool,
     pub(crate) directory: Directory,
     pub(crate) options: ClientOptions,
+    /// Names this client's `publish_batch` calls; random per client, so two
+    /// clients never share a key.
+    publish_key_source: u64,
+    publish_key_counter: std::sync::atomic::AtomicU64,
 }
 
 /// A handle to a raftq cluster. Cheap to clone; clones share connections and
@@ -116,15 +120,6 @@ impl Target<'_> {
             Target::Leader(q) => Some(q),
         }
     }
-}
-
-/// Which failures an operation may be sent again after.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Retry {
-    /// Sending it twice is harmless: retry every transient failure.
-    Idempotent,
-    /// Retry only failures that prove it did not take effect.
-    UnappliedOnly,
 }
 
 impl Client {
@@ -200,6 +195,8 @@ impl Client {
                 pool,
                 directory: Directory::default(),
                 options,
+                publish_key_source: rand::random(),
+                publish_key_counter: Default::default(),
             }),
         })
     }
@@ -346,13 +343,9 @@ impl Client {
 
     /// Runs `op` against candidate nodes until it succeeds, fails for good, or
     /// the retry deadline passes. `op` gets a node address and the timeout its
-    /// attempt should carry.
-    pub(crate) async fn call<T, F, Fut>(
-        &self,
-        target: Target<'_>,
-        retry: Retry,
-        mut op: F,
-    ) -> Result<T, Error>
+    /// attempt should carry. Every operation sent this way is idempotent
+    /// (publishes carry a publish key), so every transient failure is retried.
+    pub(crate) async fn call<T, F, Fut>(&self, target: Target<'_>, mut op: F) -> Result<T, Error>
     where
         F: FnMut(String, Duration) -> Fut,
         Fut: Future<Output = Result<T, Error>>,
@@ -378,11 +371,7 @@ impl Client {
                     not_found = Some(e);
                     continue;
                 }
-                let again = match retry {
-                    Retry::Idempotent => e.is_retryable(),
-                    Retry::UnappliedOnly => e.surely_not_applied(),
-                };
-                if !again {
+                if !e.is_retryable() {
                     return Err(e);
                 }
                 follow_hint = self.learn_from_failure(target.queue(), &addr, &e);
@@ -408,34 +397,39 @@ impl Client {
         }
     }
 
-    /// Publishes a batch once, without idempotence, and returns its offsets.
+    /// Publishes a batch and returns its offsets.
     ///
-    /// Retried only when the batch certainly was not stored (node unreachable,
-    /// no leader); after a timeout or a dropped connection the error is
-    /// returned, because the batch may or may not have been stored. For
-    /// exactly-once publishing with automatic retries use [`Client::producer`].
+    /// The batch carries a publish key new to this call, which the queue
+    /// remembers for 60 s: a retry after a timeout or a dropped connection is
+    /// answered with the first attempt's offsets instead of being stored
+    /// again, so every retryable failure is retried within the call's
+    /// deadline. For ordered, pipelined publishing use [`Client::producer`].
     pub async fn publish_batch(
         &self,
         queue: &str,
         messages: Vec<PublishMessage>,
     ) -> Result<Vec<u64>, Error> {
+        let key = PublishKey {
+            source: self.inner.publish_key_source,
+            counter: self
+                .inner
+                .publish_key_counter
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        };
         let resp = self
-            .call(
-                Target::Leader(queue),
-                Retry::UnappliedOnly,
-                |addr, timeout| {
-                    let req = request(
-                        PublishRequest {
-                            queue: queue.to_string(),
-                            messages: messages.clone(),
-                            producer_id: String::new(),
-                            sequence: 0,
-                        },
-                        timeout,
-                    );
-                    async move { Ok(self.queue_at(&addr)?.publish(req).await?.into_inner()) }
-                },
-            )
+            .call(Target::Leader(queue), |addr, timeout| {
+                let req = request(
+                    PublishRequest {
+                        queue: queue.to_string(),
+                        messages: messages.clone(),
+                        producer_id: String::new(),
+                        sequence: 0,
+                        key: Some(key),
+                    },
+                    timeout,
+                );
+                async move { Ok(self.queue_at(&addr)?.publish(req).await?.into_inner()) }
+            })
             .await?;
         self.learn_leader(queue, resp.leader_id);
         Ok(resp.offsets)

@@ -10,7 +10,7 @@ use raftq_proto::v1::{
 };
 use tonic::Streaming;
 
-use crate::client::{request, with_timeout, Retry, Target};
+use crate::client::{request, with_timeout, Target};
 use crate::retry::Deadline;
 use crate::{Client, Error, Result};
 
@@ -141,7 +141,7 @@ impl Client {
     /// stream's leader before it returns; retried across failovers.
     pub async fn commit_offset(&self, queue: &str, consumer_name: &str, offset: u64) -> Result<()> {
         let resp = self
-            .call(Target::Leader(queue), Retry::Idempotent, |addr, timeout| {
+            .call(Target::Leader(queue), |addr, timeout| {
                 let req = request(
                     CommitOffsetRequest {
                         queue: queue.to_string(),

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dead_letter::DeadLetter;
 use crate::message::{ConsumerId, Delivery, Message, Offset};
+use crate::publish_keys::PublishKey;
 
 /// Identifies a publish of an idempotent producer: the batch covers sequences
 /// `sequence ..= sequence + len - 1`.
@@ -36,6 +37,9 @@ pub enum Command {
         now_ms: u64,
         /// Set by idempotent producers so that retries are stored once.
         producer: Option<ProducerSeq>,
+        /// Without a producer: the key the accepting node gave the request,
+        /// so that its re-send after a failed forward is stored once.
+        key: Option<PublishKey>,
         /// The batch, stored all or nothing.
         #[serde(with = "crate::batch_codec")]
         messages: Vec<Message>,
@@ -133,6 +137,14 @@ pub enum PublishError {
     /// A publish without messages.
     #[error("publish carries no messages")]
     EmptyBatch,
+    /// A keyed request re-sent with another batch than the one stored under
+    /// its key.
+    #[error("publish key was used before for a batch of another length")]
+    KeyConflict,
+    /// A keyed request re-sent after the queue forgot the keys of its time:
+    /// it may have been stored, so it is neither stored again nor confirmed.
+    #[error("publish key is older than the queue remembers: the batch may have been stored")]
+    KeyForgotten,
 }
 
 fn limit(value: &Option<u64>) -> String {
@@ -231,6 +243,7 @@ mod tests {
         let publish = |payloads: &[usize], header: Option<(&str, &str)>| Command::Publish {
             now_ms: 0,
             producer: None,
+            key: None,
             messages: payloads
                 .iter()
                 .map(|n| Message {

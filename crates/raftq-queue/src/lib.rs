@@ -37,6 +37,15 @@
 //!   batches, and otherwise refused as `SequenceGap` (it may never have been
 //!   stored, so it must not be confirmed); an unknown producer may start anywhere. At most
 //!   `dedup_window` producers are remembered, least recently used evicted.
+//! - **Publish keys**: a batch without producer id may carry a [`PublishKey`]
+//!   `{source, counter}` given by the node that accepted it. A batch whose key
+//!   is remembered is a duplicate answered with its original offsets (a key seen
+//!   with another batch length is refused as `KeyConflict`); a key whose source
+//!   is remembered but whose counter is below the source's forgotten keys is
+//!   refused as `KeyForgotten` (it may have been stored). Keys are remembered
+//!   for [`KEY_MEMORY_MS`] of queue time, at most [`REMEMBERED_KEYS`] of them
+//!   and [`REMEMBERED_SOURCES`] sources, oldest forgotten first, apart from the
+//!   producer table. A batch with a producer id ignores its key.
 //! - **Publish validation order**: empty batch, oversize message, duplicate,
 //!   sequence gap, queue full. A refused publish changes nothing (time aside).
 //!
@@ -69,6 +78,7 @@ mod dead_letter;
 mod dedup;
 mod message;
 mod options;
+mod publish_keys;
 mod store;
 mod stream;
 mod work;
@@ -81,5 +91,6 @@ pub use dead_letter::{
 pub use dedup::BATCHES_PER_PRODUCER;
 pub use message::{ConsumerId, Delivery, Message, Offset, StoredView};
 pub use options::{Overflow, QueueOptions, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_MESSAGE_BYTES};
+pub use publish_keys::{PublishKey, KEY_MEMORY_MS, REMEMBERED_KEYS, REMEMBERED_SOURCES};
 pub use stream::{StreamLog, MAX_STREAM_CONSUMERS};
 pub use work::WorkQueue;

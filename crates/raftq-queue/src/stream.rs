@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::admit::Admission;
 use crate::command::{Command, Outcome};
-use crate::dedup::Producers;
 use crate::message::{Offset, StoredView};
 use crate::options::QueueOptions;
 
@@ -31,7 +31,7 @@ pub struct StreamLog {
     /// `offset_at_time` can binary search).
     clock_ms: u64,
     log: Log,
-    producers: Producers,
+    admission: Admission,
     committed: Committed,
 }
 
@@ -42,7 +42,7 @@ impl StreamLog {
             options,
             clock_ms: 0,
             log: Log::default(),
-            producers: Producers::default(),
+            admission: Admission::default(),
             committed: Committed::default(),
         }
     }
@@ -64,11 +64,16 @@ impl StreamLog {
         }
         let outcome = match cmd {
             Command::Publish {
-                producer, messages, ..
-            } => self.publish(producer, messages),
-            Command::Tick { .. }
-            | Command::ResetConsumers { .. }
-            | Command::DeadLettered { .. } => Outcome::Done,
+                producer,
+                key,
+                messages,
+                ..
+            } => self.publish(producer, key, messages),
+            Command::Tick { .. } => {
+                self.admission.keys.forget_before(self.clock_ms);
+                Outcome::Done
+            }
+            Command::ResetConsumers { .. } | Command::DeadLettered { .. } => Outcome::Done,
             Command::CommitOffset {
                 consumer, offset, ..
             } => match self
@@ -118,7 +123,12 @@ impl StreamLog {
 
     /// Idempotent producers currently remembered.
     pub fn remembered_producers(&self) -> usize {
-        self.producers.len()
+        self.admission.producers.len()
+    }
+
+    /// Publish keys currently remembered.
+    pub fn remembered_publish_keys(&self) -> usize {
+        self.admission.keys.len()
     }
 
     /// Up to `count` retained messages with offset >= `from`, ascending.

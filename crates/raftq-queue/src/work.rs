@@ -2,10 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::admit::Admission;
 use crate::command::{Command, Effect, Outcome};
 use crate::consumers::Consumers;
 use crate::dead_letter::{DeadLetter, Outbox};
-use crate::dedup::Producers;
 use crate::message::{ConsumerId, Offset, StoredView};
 use crate::options::QueueOptions;
 use crate::store::Store;
@@ -26,7 +26,7 @@ pub struct WorkQueue {
     clock_ms: u64,
     store: Store,
     consumers: Consumers,
-    producers: Producers,
+    admission: Admission,
     outbox: Outbox,
 }
 
@@ -38,7 +38,7 @@ impl WorkQueue {
             clock_ms: 0,
             store: Store::default(),
             consumers: Consumers::default(),
-            producers: Producers::default(),
+            admission: Admission::default(),
             outbox: Outbox::default(),
         }
     }
@@ -61,8 +61,11 @@ impl WorkQueue {
         }
         let outcome = match cmd {
             Command::Publish {
-                producer, messages, ..
-            } => self.publish(producer, messages, effects),
+                producer,
+                key,
+                messages,
+                ..
+            } => self.publish(producer, key, messages, effects),
             Command::Attach {
                 consumer, prefetch, ..
             } => {
@@ -80,7 +83,10 @@ impl WorkQueue {
                 outcome,
                 ..
             } => self.settle(consumer, offsets, outcome, effects),
-            Command::Tick { .. } => Outcome::Done,
+            Command::Tick { .. } => {
+                self.admission.keys.forget_before(self.clock_ms);
+                Outcome::Done
+            }
             Command::ResetConsumers { .. } => {
                 let held = self.consumers.reset();
                 self.end_deliveries(held, effects);
@@ -141,7 +147,12 @@ impl WorkQueue {
 
     /// Idempotent producers currently remembered.
     pub fn remembered_producers(&self) -> usize {
-        self.producers.len()
+        self.admission.producers.len()
+    }
+
+    /// Publish keys currently remembered.
+    pub fn remembered_publish_keys(&self) -> usize {
+        self.admission.keys.len()
     }
 
     /// Earliest leader time at which a Tick would change state (TTL expiry of a

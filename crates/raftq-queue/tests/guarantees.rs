@@ -27,6 +27,7 @@ fn publish(q: &mut WorkQueue, now_ms: u64, payloads: &[&str]) -> Outcome {
         Command::Publish {
             now_ms,
             producer: None,
+            key: None,
             messages,
         },
     )
@@ -47,6 +48,7 @@ fn publish_as(q: &mut WorkQueue, producer: &str, sequence: u64, payloads: &[&str
         Command::Publish {
             now_ms: 0,
             producer,
+            key: None,
             messages,
         },
     )
@@ -198,6 +200,7 @@ fn first_deliveries_follow_publish_order() {
             Command::Publish {
                 now_ms: 0,
                 producer: None,
+                key: None,
                 messages,
             },
         );
@@ -303,6 +306,7 @@ fn rejected_publish_changes_nothing_but_the_time() {
             Command::Publish {
                 now_ms: 9,
                 producer,
+                key: None,
                 messages,
             },
         );
@@ -459,6 +463,7 @@ fn snapshot_restores_an_identical_queue() {
         Command::Publish {
             now_ms: 20,
             producer: None,
+            key: None,
             messages: vec![Message::new("d")],
         },
         Command::Detach {
@@ -483,6 +488,7 @@ fn replicas_applying_the_same_log_agree() {
         Command::Publish {
             now_ms: 2,
             producer: None,
+            key: None,
             messages: vec![Message::new("a"), Message::new("b").with_header("k", "v")],
         },
         Command::Settle {

@@ -218,6 +218,7 @@ impl Harness {
                 let cmd = Command::Publish {
                     now_ms,
                     producer,
+                    key: None,
                     messages,
                 };
                 self.producer_publishes.push(cmd.clone());

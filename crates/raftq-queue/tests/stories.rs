@@ -122,6 +122,7 @@ impl Story {
                 Command::Publish {
                     now_ms,
                     producer,
+                    key: None,
                     messages,
                 }
             }

@@ -184,6 +184,7 @@ impl Harness {
                 let cmd = Command::Publish {
                     now_ms,
                     producer,
+                    key: None,
                     messages,
                 };
                 if matches!(

@@ -77,6 +77,8 @@ pub struct Node {
     pub quiescence: crate::quiesce::Quiescence,
     /// Set on SIGTERM: this node proposes nothing more and hands off leadership.
     pub draining: AtomicBool,
+    /// Names the publish requests this node accepts without producer id.
+    pub publish_keys: crate::api::publish_key::KeySource,
     raft_config: Arc<openraft::Config>,
     snapshot_requests: SnapshotRequests,
     groups: RwLock<HashMap<GroupId, Arc<Group>>>,
@@ -118,6 +120,7 @@ impl Node {
             metrics: Arc::new(NodeMetrics::default()),
             quiescence: Default::default(),
             draining: AtomicBool::new(false),
+            publish_keys: Default::default(),
             raft_config,
             snapshot_requests: SnapshotRequests {
                 trigger: config.snapshot_trigger,

@@ -244,6 +244,7 @@ pub async fn publish_internal(
     messages: Vec<raftq_queue::Message>,
 ) -> Result<(), ApiError> {
     let req = PublishRequest {
+        key: None,
         queue: queue.to_string(),
         messages: messages
             .into_iter()

@@ -17,7 +17,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::Streaming;
 
 use super::Settlement;
-use crate::client::{Retry, Target};
+use crate::client::Target;
 use crate::{Client, Error};
 
 pub(crate) enum Event {
@@ -124,7 +124,7 @@ async fn connect(
     prefetch: u32,
     ch: &mut Channels,
 ) -> Result<Option<Session>, Error> {
-    let open = client.call(Target::Leader(queue), Retry::Idempotent, |addr, _| {
+    let open = client.call(Target::Leader(queue), |addr, _| {
         open(client, addr, queue, prefetch)
     });
     tokio::pin!(open);

@@ -283,6 +283,7 @@ impl<W> Pipeline<W> {
                 messages: b.items.iter().map(|i| i.message.clone()).collect(),
                 producer_id: b.producer_id.to_string(),
                 sequence: b.sequence,
+                key: None,
             },
         }
     }

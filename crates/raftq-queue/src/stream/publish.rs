@@ -1,22 +1,23 @@
 //! Stream publish: the work-queue validation minus the queue-full check.
 
 use super::StreamLog;
-use crate::admit::admit;
+use crate::admit::Identity;
 use crate::command::{Outcome, ProducerSeq};
 use crate::message::Message;
+use crate::publish_keys::PublishKey;
 
 impl StreamLog {
     pub(super) fn publish(
         &mut self,
         producer: Option<ProducerSeq>,
+        key: Option<PublishKey>,
         messages: Vec<Message>,
     ) -> Outcome {
-        if let Err(answer) = admit(
-            &mut self.producers,
-            &self.options,
-            producer.as_ref(),
-            &messages,
-        ) {
+        let who = Identity {
+            producer: producer.as_ref(),
+            key,
+        };
+        if let Err(answer) = self.admission.admit(&self.options, who, &messages) {
             return answer;
         }
         let count = messages.len() as u64;
@@ -24,10 +25,8 @@ impl StreamLog {
         for message in messages {
             self.log.push(message, self.clock_ms);
         }
-        if let Some(p) = &producer {
-            self.producers
-                .record(p, count, first, self.options.dedup_window);
-        }
+        self.admission
+            .record(&self.options, who, count, first, self.clock_ms);
         Outcome::Published {
             offsets: (first..self.log.next_offset()).collect(),
             duplicate: false,

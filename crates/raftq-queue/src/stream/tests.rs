@@ -10,6 +10,7 @@ fn publish(s: &mut StreamLog, now_ms: u64, payloads: &[&str]) -> Outcome {
     s.apply(Command::Publish {
         now_ms,
         producer: None,
+        key: None,
         messages: payloads
             .iter()
             .map(|p| Message::new(p.to_string()))
@@ -97,6 +98,7 @@ fn idempotent_producer_duplicates_and_gaps() {
                 producer_id: "p".into(),
                 sequence,
             }),
+            key: None,
             messages: vec![Message::new("x"); n],
         })
     };
@@ -136,6 +138,7 @@ fn dedup_window_bounds_remembered_producers() {
                 producer_id: id.into(),
                 sequence: 0,
             }),
+            key: None,
             messages: vec![Message::new("x")],
         });
     }

@@ -1,26 +1,27 @@
 //! Publish: validation, idempotent producers, length limits.
 
 use super::WorkQueue;
-use crate::admit::admit;
+use crate::admit::Identity;
 use crate::command::{Effect, Outcome, ProducerSeq, PublishError};
 use crate::dead_letter::DeadLetterReason;
 use crate::message::Message;
 use crate::options::Overflow;
+use crate::publish_keys::PublishKey;
 use crate::store::Stored;
 
 impl WorkQueue {
     pub(super) fn publish(
         &mut self,
         producer: Option<ProducerSeq>,
+        key: Option<PublishKey>,
         messages: Vec<Message>,
         effects: &mut Vec<Effect>,
     ) -> Outcome {
-        if let Err(answer) = admit(
-            &mut self.producers,
-            &self.options,
-            producer.as_ref(),
-            &messages,
-        ) {
+        let who = Identity {
+            producer: producer.as_ref(),
+            key,
+        };
+        if let Err(answer) = self.admission.admit(&self.options, who, &messages) {
             return answer;
         }
         let count = messages.len() as u64;
@@ -39,10 +40,8 @@ impl WorkQueue {
         for message in messages {
             self.store.append(Stored::new(message, self.clock_ms));
         }
-        if let Some(p) = &producer {
-            self.producers
-                .record(p, count, first, self.options.dedup_window);
-        }
+        self.admission
+            .record(&self.options, who, count, first, self.clock_ms);
         if self.options.overflow == Overflow::DropHead {
             // Held messages are never dropped: a consumer may be processing them.
             while self.over_limits(0, 0) {

@@ -151,6 +151,7 @@ mod tests {
     #[test]
     fn batch_size_counts_payloads_and_headers() {
         let req = PublishRequest {
+            key: None,
             queue: "q".into(),
             messages: vec![
                 PublishMessage {

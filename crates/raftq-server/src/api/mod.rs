@@ -7,6 +7,7 @@ mod consume_window;
 pub mod info;
 pub mod limits;
 pub mod publish;
+pub mod publish_key;
 pub mod queue_service;
 pub mod read;
 pub mod stream;

@@ -15,10 +15,16 @@ use crate::router::{self, ProposeError, Route};
 
 pub async fn publish(
     node: &Arc<Node>,
-    req: PublishRequest,
+    mut req: PublishRequest,
     hops: u32,
 ) -> Result<PublishResponse, ApiError> {
     crate::api::limits::check_batch(&req, node.config.max_batch_bytes)?;
+    // Every attempt below, local or forwarded, carries the same key: a batch
+    // the old leader committed before its answer was lost is then answered as
+    // a duplicate by the new one instead of being stored again.
+    if req.producer_id.is_empty() && req.key.is_none() {
+        req.key = Some(node.publish_keys.next_key());
+    }
     let first = publish_once(node, &req, hops).await;
     // The node a client called rides out an election for it: answering "no
     // leader" would send the client into backoff, past the moment the new
@@ -93,9 +99,14 @@ async fn publish_once(
                 .collect::<BTreeMap<_, _>>(),
         })
         .collect();
+    let key = req.key.as_ref().map(|k| raftq_queue::PublishKey {
+        source: k.source,
+        counter: k.counter,
+    });
     let cmd = GroupCommand::Queue(Command::Publish {
         now_ms: now_ms(),
         producer,
+        key,
         messages,
     });
     node.metrics.published_batches.inc();
@@ -177,6 +188,8 @@ fn publish_error(queue: &str, e: PublishError) -> ApiError {
         PublishError::MessageTooLarge { .. } | PublishError::EmptyBatch => {
             ApiError::InvalidArgument(format!("queue '{queue}': {e}"))
         }
+        PublishError::KeyConflict => ApiError::FailedPrecondition(format!("queue '{queue}': {e}")),
+        PublishError::KeyForgotten => ApiError::FailedPrecondition(format!("queue '{queue}': {e}")),
     }
 }
 
