@@ -5,7 +5,10 @@
 pub mod client;
 pub mod cluster;
 pub mod consumer;
+pub mod fuzz_gen;
+pub mod fuzz_methods;
 pub mod node;
 pub mod ports;
 pub mod proxy;
 pub mod publish;
+pub mod raw_grpc;

@@ -16,6 +16,7 @@ mod log_store;
 mod node_store;
 mod snapshot_store;
 
+pub use codec::decode as decode_untrusted;
 pub use committer::{FlushStats, GroupCommitter};
 pub use log_store::{LogStore, REPLICATION_BATCH_BYTES};
 pub use node_store::NodeStore;

@@ -214,11 +214,13 @@ impl SnapshotStore {
 /// Decodes a snapshot file written by [`SnapshotStore::write_value`] (or received
 /// from a leader that wrote it so), reading through a small buffer.
 pub fn read_value<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StoreError> {
-    let mut input = BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
-    Ok(bincode::serde::decode_from_std_read(
-        &mut input,
-        bincode::config::standard(),
-    )?)
+    let file = std::fs::File::open(path)?;
+    // The file may have come from a leader: its lengths are bounded by its size.
+    let len = file.metadata()?.len();
+    let mut input = BufReader::with_capacity(1 << 20, file);
+    crate::codec::with_input_limit!(len, config => {
+        Ok(bincode::serde::decode_from_std_read(&mut input, config)?)
+    })
 }
 
 fn file_name(path: &Path) -> Result<String, StoreError> {

@@ -8,6 +8,8 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Bytes, bincode::error::EncodeEr
     bincode::serde::encode_to_vec(value, bincode::config::standard()).map(Bytes::from)
 }
 
+/// Payloads come from peers: lengths inside them are bounded by the
+/// payload's own size (see `raftq_store::decode_untrusted`), never trusted.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, bincode::error::DecodeError> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map(|(v, _)| v)
+    raftq_store::decode_untrusted(bytes)
 }
