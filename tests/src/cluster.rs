@@ -29,12 +29,20 @@ pub struct ClusterBuilder {
     extra_args: Vec<String>,
     log_filter: Option<String>,
     proxied: bool,
+    data_dirs: Vec<(u64, PathBuf)>,
 }
 
 impl ClusterBuilder {
     /// Every node behind a [`Proxy`]: the address peers and clients use is
     /// the proxy's (`--advertise`, `--initial-cluster`), so a test can lose
     /// what one node answers while its requests still arrive.
+    /// Node `id` keeps its data in `dir` (e.g. on a small filesystem the
+    /// test made) instead of the cluster's temp dir.
+    pub fn data_dir(mut self, id: u64, dir: PathBuf) -> Self {
+        self.data_dirs.push((id, dir));
+        self
+    }
+
     pub fn behind_proxies(mut self) -> Self {
         self.proxied = true;
         self
@@ -76,11 +84,17 @@ impl ClusterBuilder {
             .enumerate()
             .map(|(i, p)| {
                 let id = i as u64 + 1;
+                let dir = self
+                    .data_dirs
+                    .iter()
+                    .find(|(n, _)| *n == id)
+                    .map(|(_, d)| d.clone())
+                    .unwrap_or_else(|| root.path().join(format!("node{id}")));
                 NodeProc::new(
                     id,
                     format!("127.0.0.1:{p}"),
                     format!("127.0.0.1:{}", free_port()),
-                    root.path().join(format!("node{id}")),
+                    dir,
                 )
             })
             .collect();
@@ -127,6 +141,7 @@ impl Cluster {
             extra_args: Vec::new(),
             log_filter: None,
             proxied: false,
+            data_dirs: Vec::new(),
         }
     }
 

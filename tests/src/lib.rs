@@ -12,3 +12,4 @@ pub mod ports;
 pub mod proxy;
 pub mod publish;
 pub mod raw_grpc;
+pub mod scrape;

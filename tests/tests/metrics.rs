@@ -7,34 +7,7 @@ use raftq_proto::v1::QueueOptions;
 use raftq_tests::client::{self, payloads, publish_retrying};
 use raftq_tests::cluster::Cluster;
 use raftq_tests::consumer::drain;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Scrapes `/metrics` and parses `name{labels} value` lines.
-async fn scrape(addr: &str) -> BTreeMap<String, f64> {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to metrics");
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: raftq\r\n\r\n")
-        .await
-        .expect("send request");
-    let mut body = String::new();
-    stream
-        .read_to_string(&mut body)
-        .await
-        .expect("read response");
-    assert!(
-        body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
-        "bad response: {body:.200}"
-    );
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            Some((name.to_string(), value.parse().ok()?))
-        })
-        .collect()
-}
+use raftq_tests::scrape::scrape;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_of_a_live_node_move_with_publish_and_consume() {

@@ -54,6 +54,15 @@ pub enum Error {
     /// limits.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A publish refused, and not applied, because node `node` is in a memory
+    /// or disk alarm (`resource`: `memory` or `disk`). It can be sent again
+    /// once the alarm clears; consumers and acks keep working meanwhile.
+    #[error("{message}")]
+    Alarm {
+        message: String,
+        resource: String,
+        node: u64,
+    },
     /// One attempt got no answer within `request_timeout`: it may or may not
     /// have taken effect.
     #[error("no answer within the request timeout: {0}")]
@@ -155,7 +164,14 @@ impl Error {
             Code::AlreadyExists => Error::AlreadyExists(m),
             Code::InvalidArgument | Code::OutOfRange => Error::InvalidArgument(m),
             Code::FailedPrecondition => Error::FailedPrecondition(m),
-            Code::ResourceExhausted => Error::ResourceExhausted(m),
+            Code::ResourceExhausted => match alarm_from(s.metadata()) {
+                Some((resource, node)) => Error::Alarm {
+                    message: m,
+                    resource,
+                    node,
+                },
+                None => Error::ResourceExhausted(m),
+            },
             // ABORTED is gRPC's "retry at a higher level".
             Code::Unavailable | Code::Aborted => {
                 let meta = s.metadata();
@@ -173,6 +189,17 @@ impl Error {
             _ => Error::Server(format!("{}: {m}", s.code().description())),
         }
     }
+}
+
+fn alarm_from(meta: &tonic::metadata::MetadataMap) -> Option<(String, u64)> {
+    let resource = meta.get(metadata::ALARM)?.to_str().ok()?.to_string();
+    let node = meta
+        .get(metadata::ALARM_NODE)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Some((resource, node))
 }
 
 fn leader_from(meta: &tonic::metadata::MetadataMap) -> Option<(u64, String)> {
@@ -236,6 +263,23 @@ mod tests {
         assert_eq!(e.leader_hint(), Some((3, "127.0.0.1:7003")));
         let untyped = Error::from(unavailable("leader=3@127.0.0.1:7003", &[]));
         assert_eq!(untyped.leader_hint(), None);
+    }
+
+    #[test]
+    fn an_alarm_is_read_from_metadata_not_from_the_message() {
+        let mut meta = MetadataMap::new();
+        meta.insert(metadata::ALARM, "memory".parse().unwrap());
+        meta.insert(metadata::ALARM_NODE, "2".parse().unwrap());
+        let status = Status::with_metadata(Code::ResourceExhausted, "reworded at will", meta);
+        match Error::from(status) {
+            Error::Alarm { resource, node, .. } => {
+                assert_eq!((resource.as_str(), node), ("memory", 2))
+            }
+            other => panic!("{other:?}"),
+        }
+        let plain = Error::from(Status::resource_exhausted("memory alarm on node 2"));
+        assert!(matches!(plain, Error::ResourceExhausted(_)));
+        assert!(!plain.is_retryable());
     }
 
     #[test]

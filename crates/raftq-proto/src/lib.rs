@@ -24,6 +24,11 @@ pub mod metadata {
     /// address clients reach it at.
     pub const LEADER_ID: &str = "raftq-leader-id";
     pub const LEADER_ADDR: &str = "raftq-leader-addr";
+    /// On RESOURCE_EXHAUSTED from a memory or disk alarm: the resource
+    /// (`memory` or `disk`) and the node whose alarm refused the publish. The
+    /// request was not applied; it may be sent again once the alarm clears.
+    pub const ALARM: &str = "raftq-alarm";
+    pub const ALARM_NODE: &str = "raftq-alarm-node";
 }
 
 /// What a failed call's typed causes say about the connection, for client and

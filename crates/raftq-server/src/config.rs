@@ -86,6 +86,16 @@ pub struct Args {
     /// [default: 50331648 (48 MiB)]
     #[arg(long, env = "RAFTQ_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<u64>,
+    /// Memory alarm: past this resident size of the node, publishes are
+    /// refused cluster-wide (consumers and acks keep working); 0 turns it off.
+    /// [default: 60% of the machine's memory, or of the cgroup's limit]
+    #[arg(long, env = "RAFTQ_MEMORY_LIMIT_MIB")]
+    pub memory_limit_mib: Option<u64>,
+    /// Disk alarm: with less free space than this on the data dir's
+    /// filesystem, publishes are refused cluster-wide; 0 turns it off.
+    /// [default: 256]
+    #[arg(long, env = "RAFTQ_DISK_FREE_LIMIT_MIB")]
+    pub disk_free_limit_mib: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +120,8 @@ struct FileConfig {
     worker_threads: Option<usize>,
     max_batch_bytes: Option<u64>,
     max_request_bytes: Option<u64>,
+    memory_limit_mib: Option<u64>,
+    disk_free_limit_mib: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +162,8 @@ pub const DEFAULT_SNAPSHOT_EVERY: u64 = 20_000;
 pub const DEFAULT_MAX_PREFETCH: u32 = 10_000;
 pub const DEFAULT_MAX_BATCH_BYTES: u64 = 32 << 20;
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 48 << 20;
+/// Free space on the data dir's filesystem below which the disk alarm is raised.
+pub const DEFAULT_DISK_FREE_LIMIT_MIB: u64 = 256;
 
 fn mib(name: &str, value: u64) -> Result<u64, ConfigError> {
     if value == 0 {
@@ -181,6 +195,9 @@ pub struct Config {
     pub worker_threads: Option<usize>,
     pub max_batch_bytes: u64,
     pub max_request_bytes: u64,
+    /// `None`: a share of total memory (alarms::monitor).
+    pub memory_limit_mib: Option<u64>,
+    pub disk_free_limit_mib: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -338,6 +355,11 @@ impl Config {
                 .max_request_bytes
                 .or(file.max_request_bytes)
                 .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
+            memory_limit_mib: args.memory_limit_mib.or(file.memory_limit_mib),
+            disk_free_limit_mib: args
+                .disk_free_limit_mib
+                .or(file.disk_free_limit_mib)
+                .unwrap_or(DEFAULT_DISK_FREE_LIMIT_MIB),
         };
         if config.max_prefetch == 0 || config.default_prefetch > config.max_prefetch {
             return Err(ConfigError::Invalid(
@@ -428,6 +450,19 @@ mod tests {
         assert_eq!(
             (small.max_batch_bytes, small.max_request_bytes),
             (1000, 2000)
+        );
+    }
+
+    #[test]
+    fn alarm_limits_default_to_a_share_of_memory_and_256_mib_free() {
+        let c = config_with(&[]).expect("defaults");
+        assert_eq!(c.memory_limit_mib, None);
+        assert_eq!(c.disk_free_limit_mib, DEFAULT_DISK_FREE_LIMIT_MIB);
+        let off = config_with(&["--memory-limit-mib", "0", "--disk-free-limit-mib", "0"])
+            .expect("alarms off");
+        assert_eq!(
+            (off.memory_limit_mib, off.disk_free_limit_mib),
+            (Some(0), 0)
         );
     }
 

@@ -7,6 +7,8 @@
 //!   effect: only an idempotent request may be sent again).
 //! - `raftq-leader-id` and `raftq-leader-addr`: the queue's leader, when
 //!   known, so a client can go straight there.
+//! - `raftq-alarm` and `raftq-alarm-node`: on RESOURCE_EXHAUSTED from a
+//!   memory or disk alarm, the resource and the node in alarm.
 
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
@@ -14,8 +16,8 @@ use tonic::{Code, Status};
 use crate::raft::types::NodeId;
 
 use raftq_proto::metadata::{
-    LEADER_ADDR as LEADER_ADDR_KEY, LEADER_ID as LEADER_ID_KEY, MAYBE_APPLIED, NOT_APPLIED,
-    RETRY as RETRY_KEY,
+    ALARM as ALARM_KEY, ALARM_NODE as ALARM_NODE_KEY, LEADER_ADDR as LEADER_ADDR_KEY,
+    LEADER_ID as LEADER_ID_KEY, MAYBE_APPLIED, NOT_APPLIED, RETRY as RETRY_KEY,
 };
 
 /// Whether a request that failed UNAVAILABLE may have taken effect.
@@ -56,6 +58,14 @@ pub enum ApiError {
     FailedPrecondition(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A publish refused, not applied, because a node is in a memory or disk
+    /// alarm (`resource` is `memory` or `disk`).
+    #[error("{message}")]
+    Alarm {
+        message: String,
+        resource: String,
+        node: NodeId,
+    },
     /// Retryable: no leader known, leader moved, node shutting down. Carries the
     /// leader when known so clients can go straight there.
     #[error("{message}")]
@@ -107,7 +117,14 @@ impl ApiError {
             Code::NotFound => ApiError::NotFound(m),
             Code::AlreadyExists => ApiError::AlreadyExists(m),
             Code::FailedPrecondition => ApiError::FailedPrecondition(m),
-            Code::ResourceExhausted => ApiError::ResourceExhausted(m),
+            Code::ResourceExhausted => match alarm_of(status.metadata()) {
+                Some((resource, node)) => ApiError::Alarm {
+                    message: m,
+                    resource,
+                    node,
+                },
+                None => ApiError::ResourceExhausted(m),
+            },
             Code::Internal => ApiError::Internal(m),
             code => {
                 let meta = status.metadata();
@@ -131,6 +148,12 @@ impl ApiError {
     }
 }
 
+fn alarm_of(meta: &MetadataMap) -> Option<(String, NodeId)> {
+    let resource = meta.get(ALARM_KEY)?.to_str().ok()?.to_string();
+    let node = meta.get(ALARM_NODE_KEY)?.to_str().ok()?.parse().ok()?;
+    Some((resource, node))
+}
+
 fn leader_of(meta: &MetadataMap) -> Option<(NodeId, String)> {
     let id = meta.get(LEADER_ID_KEY)?.to_str().ok()?.parse().ok()?;
     let addr = meta.get(LEADER_ADDR_KEY)?.to_str().ok()?.to_string();
@@ -145,6 +168,18 @@ impl From<ApiError> for Status {
             ApiError::AlreadyExists(m) => Status::new(Code::AlreadyExists, m),
             ApiError::FailedPrecondition(m) => Status::new(Code::FailedPrecondition, m),
             ApiError::ResourceExhausted(m) => Status::new(Code::ResourceExhausted, m),
+            ApiError::Alarm {
+                message,
+                resource,
+                node,
+            } => {
+                let mut meta = MetadataMap::new();
+                if let Ok(v) = resource.parse() {
+                    meta.insert(ALARM_KEY, v);
+                }
+                meta.insert(ALARM_NODE_KEY, MetadataValue::from(node));
+                Status::with_metadata(Code::ResourceExhausted, message, meta)
+            }
             ApiError::Unavailable {
                 message,
                 leader,
@@ -188,6 +223,22 @@ mod tests {
             } => {
                 assert_eq!(leader, Some((3, "10.0.0.3:7001".to_string())));
                 assert_eq!(applied, Applied::No);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_alarm_survives_a_forward() {
+        let status = Status::from(ApiError::Alarm {
+            message: "any words".into(),
+            resource: "disk".into(),
+            node: 2,
+        });
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        match ApiError::from_peer(&status) {
+            ApiError::Alarm { resource, node, .. } => {
+                assert_eq!((resource.as_str(), node), ("disk", 2));
             }
             other => panic!("{other:?}"),
         }

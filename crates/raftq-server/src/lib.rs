@@ -8,6 +8,7 @@
 // would only add conversions at every call.
 #![allow(clippy::result_large_err)]
 
+pub mod alarms;
 pub mod api;
 pub mod catalog;
 pub mod config;

@@ -119,6 +119,10 @@ pub struct NodeMetrics {
     /// Messages sent to stream readers from the local replica.
     pub stream_messages_served: Counter,
     pub offsets_committed: Counter,
+    /// Memory and disk alarms this node raised.
+    pub alarms_raised: Counter,
+    /// Publishes refused here because a node was in alarm.
+    pub publishes_refused_by_alarm: Counter,
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
@@ -126,6 +130,60 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
         out,
         "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
     );
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    gauge_header(out, name, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// This node's alarms and the readings they judge; a reading or limit that is
+/// unknown or off is left out rather than shown as 0.
+fn render_alarms(out: &mut String, node: &Node) {
+    use crate::alarms::Resource;
+    let raised = node.alarms.own();
+    gauge_header(
+        out,
+        "raftq_alarm",
+        "1 while this node's memory or disk alarm is raised (publishes refused cluster-wide).",
+    );
+    for resource in [Resource::Memory, Resource::Disk] {
+        let on = raised.iter().any(|a| a.resource == resource);
+        let _ = writeln!(
+            out,
+            "raftq_alarm{{resource=\"{}\"}} {}",
+            resource.as_str(),
+            u8::from(on)
+        );
+    }
+    let (sample, limits) = node.alarms.last_sample();
+    let readings = [
+        (
+            "raftq_resident_memory_bytes",
+            "Resident memory of this node at the last alarm check.",
+            sample.resident_bytes,
+        ),
+        (
+            "raftq_memory_limit_bytes",
+            "Resident memory past which the memory alarm is raised.",
+            limits.and_then(|l| l.memory_bytes),
+        ),
+        (
+            "raftq_disk_free_bytes",
+            "Free space on the data dir's filesystem at the last alarm check.",
+            sample.disk_free_bytes,
+        ),
+        (
+            "raftq_disk_free_limit_bytes",
+            "Free space below which the disk alarm is raised.",
+            limits.and_then(|l| l.disk_free_bytes),
+        ),
+    ];
+    for (name, help, value) in readings {
+        if let Some(value) = value {
+            gauge(out, name, help, value);
+        }
+    }
 }
 
 fn gauge_header(out: &mut String, name: &str, help: &str) {
@@ -214,6 +272,19 @@ pub fn render(node: &Node) -> String {
         "Elections this node started at once after refusing a candidate with a shorter log while the leader was silent.",
         m.outrun_elections.get(),
     );
+    counter(
+        &mut out,
+        "raftq_alarms_raised_total",
+        "Memory and disk alarms this node raised.",
+        m.alarms_raised.get(),
+    );
+    counter(
+        &mut out,
+        "raftq_publishes_refused_by_alarm_total",
+        "Publishes this node refused because a node of the cluster was in a memory or disk alarm.",
+        m.publishes_refused_by_alarm.get(),
+    );
+    render_alarms(&mut out, node);
     m.publish_commit_latency.render(
         &mut out,
         "raftq_publish_commit_seconds",

@@ -79,6 +79,8 @@ pub struct Node {
     pub draining: AtomicBool,
     /// Names the publish requests this node accepts without producer id.
     pub publish_keys: crate::api::publish_key::KeySource,
+    /// This node's memory and disk alarms, and its peers' as heard.
+    pub alarms: crate::alarms::Alarms,
     raft_config: Arc<openraft::Config>,
     snapshot_requests: SnapshotRequests,
     groups: RwLock<HashMap<GroupId, Arc<Group>>>,
@@ -121,6 +123,7 @@ impl Node {
             quiescence: Default::default(),
             draining: AtomicBool::new(false),
             publish_keys: Default::default(),
+            alarms: Default::default(),
             raft_config,
             snapshot_requests: SnapshotRequests {
                 trigger: config.snapshot_trigger,
@@ -160,6 +163,7 @@ impl Node {
         tokio::spawn(crate::reconcile::run(node.clone()));
         tokio::spawn(crate::peer_down::run(node.clone()));
         tokio::spawn(crate::quiesce::run(node.clone()));
+        tokio::spawn(crate::alarms::monitor::run(node.clone()));
         Ok(node)
     }
 

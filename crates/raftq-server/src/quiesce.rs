@@ -52,6 +52,9 @@ pub struct NodeHeartbeat {
     /// while its group was quiet knows which of its entries are committed
     /// only from the leader, which otherwise sends nothing.
     pub refresh: Vec<GroupId>,
+    /// The sender's memory and disk alarms: publishes are refused
+    /// cluster-wide while any node has one.
+    pub alarms: Vec<crate::alarms::Alarm>,
 }
 
 /// What this node did to a group's timers.
@@ -142,6 +145,8 @@ impl Quiescence {
 /// A peer's node heartbeat: follow its quiesced groups, and wake the ones it
 /// no longer lists.
 pub fn on_peer_heartbeat(node: &Node, from: NodeId, beat: NodeHeartbeat) {
+    node.alarms
+        .heard_from(from, beat.alarms, std::time::Instant::now());
     let restarted = lock(&node.quiescence.peer_boots).insert(from, beat.boot) != Some(beat.boot);
     if restarted {
         // A (re)started follower knows entries it holds are committed only from
@@ -403,6 +408,7 @@ fn send_heartbeats(node: &Arc<Node>) {
                 .get(&peer)
                 .cloned()
                 .unwrap_or_default(),
+            alarms: node.alarms.own(),
         };
         tokio::spawn(async move {
             if crate::network::client::node_heartbeat(&node, peer, &addr, &beat)

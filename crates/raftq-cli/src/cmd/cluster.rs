@@ -86,6 +86,9 @@ fn print_json(status: &ClusterStatusResponse) -> std::io::Result<()> {
             json!({
                 "id": n.id, "address": n.address, "up": n.up,
                 "last_seen_ms": last_seen(n.last_seen_ms), "groups_led": n.groups_led,
+                "alarms": n.alarms.iter().map(|a| json!({
+                    "resource": a.resource, "reading": a.reading, "limit": a.limit,
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -173,6 +176,9 @@ fn print_table(status: &ClusterStatusResponse) -> std::io::Result<()> {
         outln!("(no queues)")?;
     }
     outln!()?;
+    for line in alarm_lines(status) {
+        outln!("{line}")?;
+    }
     outln!(
         "nodes up {}/{}   metadata leader {}   HA score {:.2}   leaderless queues {}   under-replicated queues {}",
         live.len(),
@@ -182,6 +188,31 @@ fn print_table(status: &ClusterStatusResponse) -> std::io::Result<()> {
         s.leaderless,
         s.under_replicated
     )
+}
+
+/// One line per raised alarm: why publishes are refused right now.
+fn alarm_lines(status: &ClusterStatusResponse) -> Vec<String> {
+    let mib = |b: u64| b / (1024 * 1024);
+    status
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.alarms.iter().map(move |a| {
+                let reading = match a.resource.as_str() {
+                    "disk" => format!("{} MiB free, limit {} MiB", mib(a.reading), mib(a.limit)),
+                    _ => format!(
+                        "{} MiB resident, limit {} MiB",
+                        mib(a.reading),
+                        mib(a.limit)
+                    ),
+                };
+                format!(
+                    "ALARM node {}: {} alarm ({reading}): publishes refused cluster-wide, consumers and acks keep working",
+                    n.id, a.resource
+                )
+            })
+        })
+        .collect()
 }
 
 pub async fn run(client: &Client, cmd: &ClusterCommand, json: bool) -> anyhow::Result<()> {
@@ -219,6 +250,7 @@ mod tests {
             up,
             last_seen_ms: 0,
             groups_led: 0,
+            alarms: vec![],
         }
     }
 
@@ -245,6 +277,24 @@ mod tests {
         assert!((s.ha_score - 0.5).abs() < 1e-9);
         assert_eq!(s.leaderless, 1);
         assert_eq!(s.under_replicated, 2);
+    }
+
+    #[test]
+    fn every_raised_alarm_gets_a_line_naming_node_resource_and_reading() {
+        let mut in_alarm = node(2, true);
+        in_alarm.alarms = vec![raftq_client::NodeAlarm {
+            resource: "disk".into(),
+            reading: 10 << 20,
+            limit: 256 << 20,
+        }];
+        let status = ClusterStatusResponse {
+            nodes: vec![node(1, true), in_alarm],
+            ..Default::default()
+        };
+        assert_eq!(
+            alarm_lines(&status),
+            vec!["ALARM node 2: disk alarm (10 MiB free, limit 256 MiB): publishes refused cluster-wide, consumers and acks keep working"]
+        );
     }
 
     #[test]

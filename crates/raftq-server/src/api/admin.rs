@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use raftq_proto::v1::admin_service_client::AdminServiceClient;
 use raftq_proto::v1::{
-    ClusterStatusResponse, CreateQueueRequest, CreateQueueResponse, DeleteQueueRequest, NodeStatus,
-    Overflow as ProtoOverflow, QueueInfo, QueueKind as ProtoKind, QueueOptions as ProtoOptions,
+    ClusterStatusResponse, CreateQueueRequest, CreateQueueResponse, DeleteQueueRequest, NodeAlarm,
+    NodeStatus, Overflow as ProtoOverflow, QueueInfo, QueueKind as ProtoKind,
+    QueueOptions as ProtoOptions,
 };
 use raftq_queue::{Overflow, QueueOptions};
 
@@ -306,7 +307,20 @@ pub async fn cluster_status(node: &Arc<Node>, hops: u32) -> ClusterStatusRespons
         .into_iter()
         .map(|(id, address)| {
             let seen = node.elapsed_since_seen(id);
+            let alarms = if id == node.id {
+                node.alarms.own()
+            } else {
+                node.alarms.of_peer(id, std::time::Instant::now())
+            };
             NodeStatus {
+                alarms: alarms
+                    .into_iter()
+                    .map(|a| NodeAlarm {
+                        resource: a.resource.as_str().to_string(),
+                        reading: a.reading,
+                        limit: a.limit,
+                    })
+                    .collect(),
                 id,
                 address,
                 up: seen.is_some_and(|d| d < DOWN_AFTER),

@@ -19,6 +19,7 @@ pub async fn publish(
     hops: u32,
 ) -> Result<PublishResponse, ApiError> {
     crate::api::limits::check_batch(&req, node.config.max_batch_bytes)?;
+    refuse_in_alarm(node, &req.queue)?;
     // Every attempt below, local or forwarded, carries the same key: a batch
     // the old leader committed before its answer was lost is then answered as
     // a duplicate by the new one instead of being stored again.
@@ -51,6 +52,23 @@ pub async fn publish(
         result = publish_once(node, &req, hops).await;
     }
     result
+}
+
+/// While any node of the cluster is in a memory or disk alarm, publishes are
+/// refused before anything is proposed; consumers and acks go on, so the
+/// backlog that caused the alarm can drain.
+fn refuse_in_alarm(node: &Node, queue: &str) -> Result<(), ApiError> {
+    let Some((in_alarm, alarm)) = node.alarms.blocking(node.id, std::time::Instant::now()) else {
+        return Ok(());
+    };
+    node.metrics.publishes_refused_by_alarm.inc();
+    Err(ApiError::Alarm {
+        message: format!(
+            "publish to queue '{queue}' refused: node {in_alarm} {alarm}; publishes resume when it clears, consumers and acks keep working"
+        ),
+        resource: alarm.resource.as_str().to_string(),
+        node: in_alarm,
+    })
 }
 
 /// No leader, or the leader we forwarded to did not answer at all: an

@@ -363,20 +363,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-/// The clone a snapshot is encoded from is a million small blocks freed at
-/// once; glibc keeps such holes in its arenas for good unless asked to give
-/// whole free pages back. Without this a node's resident memory grew by the
-/// size of the clone with every snapshot of a large backlog.
-#[allow(unsafe_code)]
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes
-    // the arena locks itself and touches no memory that is in use.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 pub struct SnapshotBuilder {
     shared: Arc<GroupShared>,
     snapshots: SnapshotStore,
@@ -402,8 +388,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 let pending = snapshots.write_value(&applied)?;
                 let (last_applied, last_membership) =
                     (applied.last_applied, applied.last_membership);
+                // The clone is a million small blocks freed at once: without
+                // this, resident memory grew by its size with every snapshot.
                 drop(applied.state);
-                release_freed_memory();
+                crate::alarms::release_freed_memory();
                 Ok::<_, raftq_store::StoreError>((pending, last_applied, last_membership))
             })
             .await
