@@ -194,7 +194,10 @@ pub async fn drain(addrs: &[String], queue: &str, expect: usize, timeout: Durati
                                 out.acked.insert(d.offset, d.payload.to_vec());
                             }
                         }
-                        Err(_) => continue 'sessions,
+                        Err(e) => {
+                            eprintln!("drain {queue}: settle through {addr} failed: {e}");
+                            continue 'sessions;
+                        }
                     }
                 }
                 Ok(None) if seen.len() >= expect => break 'sessions,

@@ -46,6 +46,7 @@ async fn shutdown_signal() {
 }
 
 fn main() -> ExitCode {
+    raftq_server::alarms::keep_large_allocations_mapped();
     let config = match Config::from_args(Args::parse()) {
         Ok(c) => c,
         Err(e) => {

@@ -7,7 +7,7 @@
 pub mod monitor;
 mod probe;
 
-pub use probe::release_freed_memory;
+pub use probe::{keep_large_allocations_mapped, release_freed_memory};
 
 use std::collections::HashMap;
 use std::fmt;
