@@ -60,6 +60,7 @@ mod tests {
             node_id,
             matched_index: 5000 - lag,
             lag,
+            ..Default::default()
         }
     }
 

@@ -94,7 +94,8 @@ pub fn queue_json(q: &QueueInfo) -> Value {
         "next_offset": q.next_offset,
         "consumer_offsets": q.consumer_offsets,
         "replica_status": q.replica_status.iter().map(|r| json!({
-            "node": r.node_id, "matched_index": r.matched_index, "lag": r.lag
+            "node": r.node_id, "matched_index": r.matched_index, "lag": r.lag,
+            "lag_bytes": r.lag_bytes, "snapshot_bytes_sent": r.snapshot_bytes_sent
         })).collect::<Vec<_>>(),
         "options": {
             "replicas": if o.replicas_all { json!("all") } else { json!(o.replicas) },

@@ -115,6 +115,11 @@ fn replicas_text(q: &QueueInfo, live: &[u64]) -> String {
                 return format!("{r}(down)");
             }
             match q.replica_status.iter().find(|st| st.node_id == *r) {
+                Some(st) if st.snapshot_bytes_sent > 0 => format!(
+                    "{r}({}, snapshot {} MiB sent)",
+                    st.lag,
+                    st.snapshot_bytes_sent >> 20
+                ),
                 Some(st) if st.lag > 0 => format!("{r}({})", st.lag),
                 _ => r.to_string(),
             }
@@ -316,7 +321,13 @@ mod tests {
             node_id: 2,
             matched_index: 10,
             lag: 1500,
+            ..Default::default()
         }];
         assert_eq!(replicas_text(&q, &[1, 2]), "1,2(1500),3(down)");
+        q.replica_status[0].snapshot_bytes_sent = 300 << 20;
+        assert_eq!(
+            replicas_text(&q, &[1, 2]),
+            "1,2(1500, snapshot 300 MiB sent),3(down)"
+        );
     }
 }

@@ -21,6 +21,8 @@ fn info_from_group(node: &Node, def: &QueueDef, group: &Group) -> QueueInfo {
     let mut info = base_info(node, def);
     info.leader_id = metrics.current_leader.unwrap_or(0);
     info.term = metrics.current_term;
+    info.snapshot_index = metrics.snapshot.map(|l| l.index).unwrap_or(0);
+    info.purged_index = metrics.purged.map(|l| l.index).unwrap_or(0);
     {
         let applied = group.shared.read();
         info.applied_index = applied.last_applied.map(|l| l.index).unwrap_or(0);
@@ -50,15 +52,23 @@ fn info_from_group(node: &Node, def: &QueueDef, group: &Group) -> QueueInfo {
     }
     if metrics.state == ServerState::Leader {
         let last = metrics.last_log_index.unwrap_or(0);
+        let entries_since_snapshot = info
+            .applied_index
+            .saturating_sub(info.snapshot_index)
+            .max(1);
+        let mean_entry_bytes = group.shared.log_bytes_since_snapshot() / entries_since_snapshot;
         if let Some(repl) = &metrics.replication {
             info.replica_status = repl
                 .iter()
                 .map(|(id, matched)| {
                     let matched_index = matched.map(|l| l.index).unwrap_or(0);
+                    let lag = last.saturating_sub(matched_index);
                     ReplicaStatus {
                         node_id: *id,
                         matched_index,
-                        lag: last.saturating_sub(matched_index),
+                        lag,
+                        lag_bytes: lag.saturating_mul(mean_entry_bytes),
+                        snapshot_bytes_sent: node.pool.snapshot_progress.sent(def.group, *id),
                     }
                 })
                 .collect();

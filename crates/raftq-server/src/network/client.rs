@@ -254,12 +254,16 @@ impl Peer {
         };
         let payload = wire::encode(&rpc).map_err(|e| NetworkError::new(&e))?;
         let vote = rpc.vote;
+        let end = rpc.offset.saturating_add(data.len() as u64);
         let reply = self
             .keeping_alive(
                 vote,
                 self.send(Rpc::Snapshot, Lane::Bulk, payload, data, timeout),
             )
             .await?;
+        self.pool
+            .snapshot_progress
+            .chunk_sent(self.group, self.target, end, rpc.done);
         self.answer(&reply)
     }
 }

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
+use crate::raft::types::{GroupId, NodeId};
+
 /// Which connection to a peer a request travels on.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Lane {
@@ -39,6 +41,29 @@ pub struct ChannelPool {
     /// Raft RPCs sent, by kind: the idle cost of many groups is mostly
     /// heartbeats (empty AppendEntries), so it is worth watching.
     pub sent: PeerRpcCounts,
+    /// Snapshot bytes sent so far per (group, follower), while a transfer is
+    /// on its way: catch-up progress for queue info.
+    pub snapshot_progress: SnapshotProgress,
+}
+
+#[derive(Default)]
+pub struct SnapshotProgress(Mutex<HashMap<(GroupId, NodeId), u64>>);
+
+impl SnapshotProgress {
+    /// A chunk ending at byte `end` arrived; `done` ends the transfer.
+    pub fn chunk_sent(&self, group: GroupId, to: NodeId, end: u64, done: bool) {
+        let mut sent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if done {
+            sent.remove(&(group, to));
+        } else {
+            sent.insert((group, to), end);
+        }
+    }
+
+    pub fn sent(&self, group: GroupId, to: NodeId) -> u64 {
+        let sent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        sent.get(&(group, to)).copied().unwrap_or(0)
+    }
 }
 
 #[derive(Default)]

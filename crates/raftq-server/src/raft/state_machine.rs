@@ -104,6 +104,11 @@ impl GroupShared {
         self.log_bytes_since_snapshot.store(0, Ordering::Relaxed);
     }
 
+    /// Log bytes (about) applied since the last snapshot.
+    pub fn log_bytes_since_snapshot(&self) -> u64 {
+        self.log_bytes_since_snapshot.load(Ordering::Relaxed)
+    }
+
     /// Called by the node's snapshot task once it has asked openraft.
     pub fn snapshot_request_handled(&self) {
         self.snapshot_requested.store(false, Ordering::Relaxed);
