@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use raftq_queue::{
-    Command, Effect, Message, Outcome, Overflow, ProducerSeq, QueueOptions, Settlement, StreamLog,
-    WorkQueue,
+    Command, Effect, Message, Outcome, Overflow, ProducerSeq, PublishKey, QueueOptions, Settlement,
+    StreamLog, WorkQueue,
 };
 
 /// Small limits, so that sequences of a few dozen commands reach them.
@@ -58,6 +58,8 @@ enum Op {
     Publish {
         dt: i16,
         producer: Option<(u8, u8)>,
+        /// A publish key (source, counter), ignored when a producer is set.
+        key: Option<(u8, u8)>,
         /// Payload size and header count per message.
         messages: Vec<(u8, u8)>,
     },
@@ -98,12 +100,13 @@ enum Op {
 pub fn publish_command(
     now_ms: u64,
     producer: Option<ProducerSeq>,
+    key: Option<PublishKey>,
     messages: Vec<Message>,
 ) -> Command {
     Command::Publish {
         now_ms,
         producer,
-        key: None,
+        key,
         messages,
     }
 }
@@ -132,6 +135,7 @@ fn command(op: &Op, clock: &mut Clock, published: &mut usize) -> Option<Command>
         Op::Publish {
             dt,
             producer,
+            key,
             messages,
         } => {
             let msgs = messages
@@ -146,7 +150,11 @@ fn command(op: &Op, clock: &mut Clock, published: &mut usize) -> Option<Command>
                 producer_id: format!("p{}", id % 4),
                 sequence: u64::from(seq),
             });
-            publish_command(clock.step(*dt), producer, msgs)
+            let key = key.map(|(source, counter)| PublishKey {
+                source: u64::from(source % 3),
+                counter: u64::from(counter % 16),
+            });
+            publish_command(clock.step(*dt), producer, key, msgs)
         }
         Op::Attach {
             dt,

@@ -13,6 +13,9 @@ use crate::api::MAX_GRPC_MESSAGE;
 use crate::network::server::PeerService;
 use crate::node::Node;
 
+/// Streams one connection may have open at once.
+pub const MAX_CONCURRENT_STREAMS: u32 = 4096;
+
 pub async fn serve(
     node: Arc<Node>,
     addr: SocketAddr,
@@ -47,6 +50,9 @@ pub async fn serve(
         // times out heartbeats of 60 ms while this node is busy, which is not
         // an attack: 20, the default, dropped peer connections under load.
         .http2_max_pending_accept_reset_streams(Some(256))
+        // tonic's default is no limit at all. Peers multiplex every group's
+        // replication on one connection, one request per group at a time.
+        .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
         .initial_stream_window_size(Some(crate::network::pool::STREAM_WINDOW))
         .initial_connection_window_size(Some(crate::network::pool::CONNECTION_WINDOW))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(1)))
