@@ -16,7 +16,7 @@ while (($#)); do
   esac
 done
 cargo build --release --bin raftqd
-export RAFTQD_BIN=$PWD/target/release/raftqd RAFTQ_CATCH_UP_MIB=$mib
+export RAFTQD_BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/raftqd RAFTQ_CATCH_UP_MIB=$mib
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for ((i = 1; i <= runs; i++)); do

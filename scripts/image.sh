@@ -49,7 +49,7 @@ if [[ "$CARGO" == 1 ]]; then
   log "cargo build --release --bins"
   cargo build --release --bins >&2 || die "cargo build failed"
 fi
-BINS=(target/release/raftqd target/release/raftq)
+BINS=("${CARGO_TARGET_DIR:-target}/release/raftqd" "${CARGO_TARGET_DIR:-target}/release/raftq")
 for b in "${BINS[@]}"; do
   [[ -x "$b" ]] || die "$b is missing (run cargo build --release --bins)"
 done
