@@ -211,11 +211,16 @@ fn print_info(info: &raftq_client::QueueInfo) -> std::io::Result<()> {
     outln!("leader     {}", leader_text(info.leader_id))?;
     outln!("replicas   {}", join(&info.replicas))?;
     for r in &info.replica_status {
+        let snapshot = match r.snapshot_bytes_sent {
+            0 => String::new(),
+            sent => format!(", snapshot {} MiB sent", sent >> 20),
+        };
         outln!(
-            "  node {}: matched index {}, lag {}",
+            "  node {}: matched index {}, lag {} entries (about {} MiB){snapshot}",
             r.node_id,
             r.matched_index,
-            r.lag
+            r.lag,
+            r.lag_bytes >> 20
         )?;
     }
     if o.kind == QueueKind::Stream as i32 {
