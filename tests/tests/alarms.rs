@@ -33,9 +33,15 @@ fn batch(queue: &str, tag: &str, count: usize, size: usize) -> PublishRequest {
             .collect(),
         producer_id: String::new(),
         sequence: 0,
-        key: None,
+        // Every batch keyed, so that riding out an election stores it once.
+        key: Some(raftq_proto::v1::PublishKey {
+            source: u64::from(std::process::id()),
+            counter: NEXT_KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }),
     }
 }
+
+static NEXT_KEY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// One publish through node `via`: the payloads confirmed, or the refusal.
 async fn publish(
@@ -49,6 +55,24 @@ async fn publish(
     request.set_timeout(Duration::from_secs(20));
     let offsets = client.publish(request).await?.into_inner().offsets;
     Ok(offsets.into_iter().zip(payloads).collect())
+}
+
+/// `publish`, sent again while the answer is UNAVAILABLE (an election:
+/// debug builds on two cores can lose one under 4 MiB batches).
+async fn publish_riding_out_elections(
+    cluster: &Cluster,
+    via: u64,
+    req: PublishRequest,
+) -> Result<Vec<(u64, Vec<u8>)>, tonic::Status> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match publish(cluster, via, req.clone()).await {
+            Err(s) if s.code() == Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            answer => return answer,
+        }
+    }
 }
 
 fn assert_alarm_refusal(status: &tonic::Status, resource: &str, node: Option<u64>) {
@@ -147,13 +171,8 @@ async fn memory_alarm_refuses_publishes_lets_consumers_drain_and_clears() {
     // Bounded: the replicas hold the backlog in memory, so at most about
     // twice the limit is published before some node's alarm must refuse.
     for round in 0..(2 * LIMIT_MIB / 4) {
-        match publish(
-            &cluster,
-            follower,
-            batch("mem", &format!("b{round}"), 4, MIB),
-        )
-        .await
-        {
+        let request = batch("mem", &format!("b{round}"), 4, MIB);
+        match publish_riding_out_elections(&cluster, follower, request).await {
             Ok(stored) => confirmed.extend(stored),
             Err(status) => {
                 refusal = Some(status);
@@ -175,7 +194,7 @@ async fn memory_alarm_refuses_publishes_lets_consumers_drain_and_clears() {
     );
     assert_alarm_refusal(&refusal, "memory", None);
     for via in cluster.ids() {
-        let status = publish(&cluster, via, batch("mem", "again", 1, 10))
+        let status = publish_riding_out_elections(&cluster, via, batch("mem", "again", 1, 10))
             .await
             .expect_err("every node refuses publishes while a node is in alarm");
         assert_alarm_refusal(&status, "memory", None);
@@ -224,7 +243,7 @@ async fn memory_alarm_refuses_publishes_lets_consumers_drain_and_clears() {
         Duration::from_secs(60),
     )
     .await;
-    let after = publish(&cluster, follower, batch("mem", "after", 2, 10))
+    let after = publish_riding_out_elections(&cluster, follower, batch("mem", "after", 2, 10))
         .await
         .expect("publishes resume once the alarm cleared");
     let drained = drain(
@@ -313,9 +332,10 @@ async fn disk_alarm_on_one_node_refuses_publishes_everywhere_until_space_returns
         .await;
     cluster.create_queue("disk", QueueOptions::default()).await;
     let via = 2;
-    let mut confirmed = publish(&cluster, via, batch("disk", "before", 50, 1000))
-        .await
-        .expect("publish with room on every disk");
+    let mut confirmed =
+        publish_riding_out_elections(&cluster, via, batch("disk", "before", 50, 1000))
+            .await
+            .expect("publish with room on every disk");
 
     // Another tenant of node 1's disk takes all but 16 MiB of it.
     let ballast = disk.path().join("ballast");
@@ -323,7 +343,7 @@ async fn disk_alarm_on_one_node_refuses_publishes_everywhere_until_space_returns
     std::fs::write(&ballast, vec![0u8; take as usize]).expect("write ballast");
     wait_alarmed_nodes(&cluster, via, &BTreeSet::from([1]), Duration::from_secs(10)).await;
     for id in cluster.ids() {
-        let status = publish(&cluster, id, batch("disk", "refused", 1, 10))
+        let status = publish_riding_out_elections(&cluster, id, batch("disk", "refused", 1, 10))
             .await
             .expect_err("node 1's disk alarm refuses publishes on every node");
         assert_alarm_refusal(&status, "disk", Some(1));
@@ -346,7 +366,7 @@ async fn disk_alarm_on_one_node_refuses_publishes_everywhere_until_space_returns
 
     std::fs::remove_file(&ballast).expect("remove ballast");
     wait_alarmed_nodes(&cluster, via, &BTreeSet::new(), Duration::from_secs(10)).await;
-    confirmed = publish(&cluster, via, batch("disk", "after", 5, 1000))
+    confirmed = publish_riding_out_elections(&cluster, via, batch("disk", "after", 5, 1000))
         .await
         .expect("publishes resume once space returned");
     let drained = drain(

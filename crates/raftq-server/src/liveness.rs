@@ -1,7 +1,7 @@
 //! When this node last heard from each peer: the "up/down" of cluster status.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::raft::types::NodeId;
@@ -20,19 +20,12 @@ pub struct Liveness {
 
 impl Liveness {
     pub fn saw(&self, node: NodeId) {
-        self.last_seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(node, Instant::now());
+        self.last_seen.lock().insert(node, Instant::now());
     }
 
     /// Records that `node` refused a connection (or reset one).
     pub fn refused(&self, node: NodeId) {
-        let new = self
-            .refused
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(node);
+        let new = self.refused.lock().insert(node);
         if new {
             self.refusals.notify_one();
         }
@@ -41,12 +34,7 @@ impl Liveness {
     /// Waits until some peer refused a connection, and takes those peers.
     pub async fn next_refused(&self) -> Vec<NodeId> {
         loop {
-            let taken: Vec<NodeId> = self
-                .refused
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .drain()
-                .collect();
+            let taken: Vec<NodeId> = self.refused.lock().drain().collect();
             if !taken.is_empty() {
                 return taken;
             }
@@ -56,10 +44,6 @@ impl Liveness {
 
     /// Time since we last heard from `node`, `None` if never.
     pub fn since(&self, node: NodeId) -> Option<Duration> {
-        self.last_seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&node)
-            .map(|t| t.elapsed())
+        self.last_seen.lock().get(&node).map(|t| t.elapsed())
     }
 }

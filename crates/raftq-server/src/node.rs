@@ -2,7 +2,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::{BasicNode, ServerState};
@@ -32,7 +34,7 @@ pub struct Group {
     pub counters: crate::metrics::QueueCounters,
     /// Puts an idempotent producer's pipelined publishes in sequence order.
     pub proposal_order: crate::proposal_order::ProposalOrder,
-    duties: std::sync::Mutex<Option<JoinHandle<()>>>,
+    duties: parking_lot::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Group {
@@ -168,20 +170,11 @@ impl Node {
     }
 
     pub fn group(&self, id: GroupId) -> Option<Arc<Group>> {
-        self.groups
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned()
+        self.groups.read().get(&id).cloned()
     }
 
     pub fn groups(&self) -> Vec<Arc<Group>> {
-        self.groups
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.groups.read().values().cloned().collect()
     }
 
     pub fn meta(&self) -> Option<Arc<Group>> {
@@ -264,12 +257,9 @@ impl Node {
             consumers_ready_term: AtomicU64::new(0),
             counters: Default::default(),
             proposal_order: Default::default(),
-            duties: std::sync::Mutex::new(None),
+            duties: parking_lot::Mutex::new(None),
         });
-        self.groups
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, group.clone());
+        self.groups.write().insert(id, group.clone());
         Ok(group)
     }
 
@@ -308,25 +298,16 @@ impl Node {
             group.clone(),
             def.name.clone(),
         ));
-        *group.duties.lock().unwrap_or_else(|e| e.into_inner()) = Some(duties);
+        *group.duties.lock() = Some(duties);
         tracing::info!(queue = %def.name, group = def.group, "queue replica started");
         Ok(())
     }
 
     /// Stops a deleted queue's group and removes its data.
     pub(crate) async fn stop_group(&self, id: GroupId) {
-        let group = self
-            .groups
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        let group = self.groups.write().remove(&id);
         if let Some(group) = group {
-            if let Some(duties) = group
-                .duties
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-            {
+            if let Some(duties) = group.duties.lock().take() {
                 duties.abort();
             }
             self.sessions.close_group(id);

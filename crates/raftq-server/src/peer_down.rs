@@ -7,7 +7,9 @@
 //! election earlier, and a wrong guess costs one election.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use crate::node::Node;
@@ -24,18 +26,12 @@ pub async fn run(node: Arc<Node>) {
     let handling: Arc<Mutex<HashSet<NodeId>>> = Arc::default();
     loop {
         for dead in node.liveness.next_refused().await {
-            let first = handling
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(dead);
+            let first = handling.lock().insert(dead);
             if first {
                 let (node, handling) = (node.clone(), handling.clone());
                 tokio::spawn(async move {
                     stand_for_groups_led_by(&node, dead).await;
-                    handling
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&dead);
+                    handling.lock().remove(&dead);
                 });
             }
         }

@@ -11,8 +11,8 @@
 //! the batches before it to be proposed. The state machine's sequence check
 //! stays the authority: this only reorders what arrives within `ORDER_WAIT`.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -58,7 +58,7 @@ impl ProposalOrder {
     /// A publish of `producer` starting at `sequence` is about to be proposed
     /// by the leader of `term`.
     pub fn enter(&self, term: u64, producer: &str, sequence: u64, now: Instant) -> Turn {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.lock();
         if inner.term != term {
             // Waiters of the old term are dropped, which lets them go at once.
             inner.producers.clear();
@@ -94,7 +94,7 @@ impl ProposalOrder {
     /// The publish of `count` messages from `sequence` has been handed to
     /// Raft (or given up): the batches after it may go.
     pub fn proposed(&self, producer: &str, sequence: u64, count: u64) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.lock();
         let Some(p) = inner.producers.get_mut(producer) else {
             return;
         };
@@ -173,7 +173,7 @@ mod tests {
         }
         let later = start + IDLE_PRODUCER + Duration::from_secs(1);
         let _ = order.enter(1, "new", 1, later);
-        let inner = order.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = order.inner.lock();
         assert_eq!(inner.producers.len(), 1);
     }
 }

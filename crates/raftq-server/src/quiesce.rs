@@ -16,7 +16,9 @@
 //! guess costs at most an election or a late one.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use openraft::ServerState;
@@ -81,10 +83,6 @@ pub struct Quiescence {
     activity: Mutex<HashMap<GroupId, (u64, Instant)>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// The pure decision of a leader: quiesce when nothing moved for
 /// `QUIET_AFTER` and every follower holds everything.
 pub fn leader_may_quiesce(
@@ -116,7 +114,8 @@ impl Default for Quiescence {
 impl Quiescence {
     /// Groups this node leads and has quiesced, for the node heartbeat.
     pub fn led_quiet(&self) -> Vec<(GroupId, u64)> {
-        lock(&self.quiet)
+        self.quiet
+            .lock()
             .iter()
             .filter_map(|(g, q)| match q {
                 Quiet::Leading { term, .. } => Some((*g, *term)),
@@ -133,12 +132,12 @@ impl Quiescence {
             .refresh_pending
             .load(std::sync::atomic::Ordering::Relaxed)
         {
-            lock(&self.heard).insert((group, from));
+            self.heard.lock().insert((group, from));
         }
     }
 
     pub fn quiesced_count(&self) -> usize {
-        lock(&self.quiet).len()
+        self.quiet.lock().len()
     }
 }
 
@@ -147,7 +146,7 @@ impl Quiescence {
 pub fn on_peer_heartbeat(node: &Node, from: NodeId, beat: NodeHeartbeat) {
     node.alarms
         .heard_from(from, beat.alarms, std::time::Instant::now());
-    let restarted = lock(&node.quiescence.peer_boots).insert(from, beat.boot) != Some(beat.boot);
+    let restarted = node.quiescence.peer_boots.lock().insert(from, beat.boot) != Some(beat.boot);
     if restarted {
         // A (re)started follower knows entries it holds are committed only from
         // the leader, which sends nothing while quiet: one heartbeat per
@@ -168,7 +167,7 @@ pub fn on_peer_heartbeat(node: &Node, from: NodeId, beat: NodeHeartbeat) {
         }
     }
     let listed: HashMap<GroupId, u64> = beat.quiesced.into_iter().collect();
-    let mut quiet = lock(&node.quiescence.quiet);
+    let mut quiet = node.quiescence.quiet.lock();
     for (gid, term) in &listed {
         // Already following this quiet group: the common case, kept cheap.
         if quiet.get(gid)
@@ -190,7 +189,9 @@ pub fn on_peer_heartbeat(node: &Node, from: NodeId, beat: NodeHeartbeat) {
                 && m.current_leader.is_none_or(|l| l == from)
         };
         if follows {
-            lock(&node.quiescence.refresh)
+            node.quiescence
+                .refresh
+                .lock()
                 .entry(from)
                 .or_default()
                 .push(*gid);
@@ -226,7 +227,7 @@ pub fn on_peer_heartbeat(node: &Node, from: NodeId, beat: NodeHeartbeat) {
 /// Turns elections back on for every group quiesced by `leader`: its node
 /// went silent.
 fn wake_followers_of(node: &Node, leader: NodeId) {
-    let mut quiet = lock(&node.quiescence.quiet);
+    let mut quiet = node.quiescence.quiet.lock();
     let dead: Vec<GroupId> = quiet
         .iter()
         .filter(|(_, q)| matches!(q, Quiet::Following { leader: l, .. } if *l == leader))
@@ -262,7 +263,7 @@ fn check_group(node: &Node, group: &Arc<Group>, now: Instant) {
         }
     };
     let last_index = m.last_index;
-    let mut quiet = lock(&node.quiescence.quiet);
+    let mut quiet = node.quiescence.quiet.lock();
     let current = quiet.get(&group.id).copied();
     match (m.leading, current) {
         (
@@ -294,7 +295,7 @@ fn check_group(node: &Node, group: &Arc<Group>, now: Instant) {
         (true, None) => {
             drop(quiet);
             let idle_for = {
-                let mut activity = lock(&node.quiescence.activity);
+                let mut activity = node.quiescence.activity.lock();
                 let entry = activity.entry(group.id).or_insert((last_index, now));
                 if entry.0 != last_index {
                     *entry = (last_index, now);
@@ -319,7 +320,7 @@ fn check_group(node: &Node, group: &Arc<Group>, now: Instant) {
                 && !node.draining.load(std::sync::atomic::Ordering::SeqCst)
             {
                 group.raft.runtime_config().tick(false);
-                lock(&node.quiescence.quiet).insert(
+                node.quiescence.quiet.lock().insert(
                     group.id,
                     Quiet::Leading {
                         term: m.term,
@@ -336,12 +337,12 @@ fn check_group(node: &Node, group: &Arc<Group>, now: Instant) {
 /// leader since (or we no longer follow that group quietly).
 fn prune_refresh(node: &Node) {
     let q = &node.quiescence;
-    if lock(&q.refresh).is_empty() {
+    if q.refresh.lock().is_empty() {
         return;
     }
-    let quiet = lock(&q.quiet).clone();
-    let heard = std::mem::take(&mut *lock(&q.heard));
-    let mut refresh = lock(&q.refresh);
+    let quiet = q.quiet.lock().clone();
+    let heard = std::mem::take(&mut *q.heard.lock());
+    let mut refresh = q.refresh.lock();
     refresh.retain(|leader, groups| {
         groups.retain(|gid| {
             let still_quiet =
@@ -377,7 +378,7 @@ pub async fn run(node: Arc<Node>) {
                         }
                     }
                 }
-                let followed: HashSet<NodeId> = lock(&node.quiescence.quiet)
+                let followed: HashSet<NodeId> = node.quiescence.quiet.lock()
                     .values()
                     .filter_map(|q| match q {
                         Quiet::Following { leader, .. } => Some(*leader),
@@ -404,7 +405,10 @@ fn send_heartbeats(node: &Arc<Node>) {
             quiesced: quiesced.clone(),
             // Asked again every beat until answered (see prune_refresh): a
             // lost beat or heartbeat must not leave a follower behind.
-            refresh: lock(&node.quiescence.refresh)
+            refresh: node
+                .quiescence
+                .refresh
+                .lock()
                 .get(&peer)
                 .cloned()
                 .unwrap_or_default(),

@@ -6,8 +6,8 @@
 //! followers and during log replay after a restart there is no such session, so
 //! effects fall on the floor, which is exactly right.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use raftq_queue::{ConsumerId, Delivery};
 use tokio::sync::mpsc;
@@ -60,9 +60,7 @@ impl Sessions {
         self.lock().values().filter(|s| s.group == group).count()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConsumerId, Session>> {
-        // A poisoned lock only means another thread panicked mid-insert; the map
-        // itself is still consistent, so keep serving.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<ConsumerId, Session>> {
+        self.inner.lock()
     }
 }

@@ -10,7 +10,9 @@
 use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use crate::codec::index_key;
@@ -68,21 +70,16 @@ impl LogCleaner {
 
     /// A tree of this name is in use (again).
     pub(crate) fn opened(&self, name: &[u8]) {
-        lock(&self.dropped).remove(name);
+        self.dropped.lock().remove(name);
     }
 
     /// Runs `drop`, which drops the log tree `name` (and others), while no
     /// deletion is under way; deletions queued for that tree are skipped.
     pub(crate) fn dropping<T>(&self, name: &str, drop: impl FnOnce() -> T) -> T {
-        let mut dropped = lock(&self.dropped);
+        let mut dropped = self.dropped.lock();
         dropped.insert(sled::IVec::from(name.as_bytes()));
         drop()
     }
-}
-
-fn lock(dropped: &Mutex<Dropped>) -> std::sync::MutexGuard<'_, Dropped> {
-    // The set stays consistent whatever panicked while holding it.
-    dropped.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn run(dropped: &Mutex<Dropped>, rx: mpsc::Receiver<Job>) {
@@ -118,7 +115,7 @@ fn delete_upto(dropped: &Mutex<Dropped>, job: &Job, pause: Duration) -> sled::Re
     // Each key is visited once, so the loop ends even if a delete has no effect.
     let mut from = Bound::Unbounded;
     loop {
-        let dropped = lock(dropped);
+        let dropped = dropped.lock();
         if dropped.contains(&name) {
             return Ok(());
         }

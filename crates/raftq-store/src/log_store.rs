@@ -16,7 +16,9 @@ use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
@@ -71,10 +73,6 @@ impl<C: RaftTypeConfig> Clone for LogStore<C> {
             _config: PhantomData,
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn io_err(
@@ -164,7 +162,7 @@ where
 
     /// The last entry not purged.
     fn last_entry_log_id(&self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
-        if let Some((_, entry)) = lock(&self.pending).last_key_value() {
+        if let Some((_, entry)) = self.pending.lock().last_key_value() {
             return Ok(Some(entry.log_id));
         }
         let last = self
@@ -269,7 +267,7 @@ where
         // Pending first: an entry the committer inserts meanwhile leaves
         // `pending` only after it is in sled, so nothing falls between.
         let (pending_from, pending): (Option<u64>, Vec<_>) = {
-            let pending = lock(&self.pending);
+            let pending = self.pending.lock();
             let from = pending.keys().next().copied();
             let taken = pending
                 .range(first..)
@@ -323,7 +321,7 @@ where
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<u64>> {
-        let last_purged_log_id = *lock(&self.purged);
+        let last_purged_log_id = *self.purged.lock();
         let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
@@ -391,7 +389,7 @@ where
             return Ok(());
         }
         {
-            let mut pending = lock(&self.pending);
+            let mut pending = self.pending.lock();
             for entry in &entries {
                 pending.insert(entry.log_id.index, entry.clone());
             }
@@ -401,7 +399,7 @@ where
         self.committer.write_then(
             move || {
                 let inserted = insert(&log, &entries);
-                let mut pending = lock(&pending);
+                let mut pending = pending.lock();
                 for entry in &entries {
                     let index = entry.log_id.index;
                     if pending
@@ -419,7 +417,7 @@ where
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        lock(&self.pending).split_off(&log_id.index);
+        self.pending.lock().split_off(&log_id.index);
         let log = self.log.clone();
         // After the inserts queued before it, and awaited: when this returns,
         // no read finds a truncated entry and no queued insert brings one back.
@@ -440,7 +438,7 @@ where
         self.first_kept
             .fetch_max(first_after(Some(log_id)), Ordering::SeqCst);
         {
-            let mut purged = lock(&self.purged);
+            let mut purged = self.purged.lock();
             *purged = (*purged).max(Some(log_id));
         }
         let bytes =

@@ -3,8 +3,8 @@
 //! `GetQueue`, publish answers and hints). Everything here is a hint: a wrong
 //! entry costs one forwarded request or one failed attempt, never correctness.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Do not ask the cluster for a queue's leader more often than this: during an
@@ -29,17 +29,17 @@ fn usable(addr: &str) -> bool {
 impl Directory {
     pub(crate) fn set_node(&self, id: u64, addr: &str) {
         if id != 0 && usable(addr) {
-            lock(&self.nodes).insert(id, addr.to_string());
+            self.nodes.lock().insert(id, addr.to_string());
         }
     }
 
     pub(crate) fn node_addr(&self, id: u64) -> Option<String> {
-        lock(&self.nodes).get(&id).cloned()
+        self.nodes.lock().get(&id).cloned()
     }
 
     /// Every known node address, by node id.
     pub(crate) fn node_addrs(&self) -> Vec<String> {
-        let nodes = lock(&self.nodes);
+        let nodes = self.nodes.lock();
         let mut ids: Vec<&u64> = nodes.keys().collect();
         ids.sort();
         ids.into_iter()
@@ -48,12 +48,14 @@ impl Directory {
     }
 
     pub(crate) fn leader(&self, queue: &str) -> Option<String> {
-        lock(&self.leaders).get(queue).cloned()
+        self.leaders.lock().get(queue).cloned()
     }
 
     pub(crate) fn set_leader_addr(&self, queue: &str, addr: &str) {
         if usable(addr) {
-            lock(&self.leaders).insert(queue.to_string(), addr.to_string());
+            self.leaders
+                .lock()
+                .insert(queue.to_string(), addr.to_string());
         }
     }
 
@@ -61,7 +63,7 @@ impl Directory {
     /// known yet (0, "no leader", forgets the cached one).
     pub(crate) fn set_leader_id(&self, queue: &str, leader_id: u64) -> bool {
         if leader_id == 0 {
-            lock(&self.leaders).remove(queue);
+            self.leaders.lock().remove(queue);
             return true;
         }
         match self.node_addr(leader_id) {
@@ -76,7 +78,7 @@ impl Directory {
     /// Forgets the cached leader after it failed us, unless a newer one was
     /// learned meanwhile.
     pub(crate) fn forget_leader(&self, queue: &str, failed_addr: &str) {
-        let mut leaders = lock(&self.leaders);
+        let mut leaders = self.leaders.lock();
         if leaders.get(queue).is_some_and(|a| a == failed_addr) {
             leaders.remove(queue);
         }
@@ -93,7 +95,7 @@ impl Directory {
 
     /// Whether a leader lookup for `queue` may run now (and records that it does).
     pub(crate) fn lookup_due(&self, queue: &str, now: Instant) -> bool {
-        let mut lookups = lock(&self.lookups);
+        let mut lookups = self.lookups.lock();
         match lookups.get(queue) {
             Some(last) if now.saturating_duration_since(*last) < LOOKUP_INTERVAL => false,
             _ => {
@@ -102,11 +104,6 @@ impl Directory {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic elsewhere while holding the lock leaves plain data: keep using it.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -9,9 +9,9 @@ mod probe;
 
 pub use probe::{keep_large_allocations_mapped, release_freed_memory};
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -157,27 +157,30 @@ pub struct Alarms {
 
 impl Alarms {
     pub fn own(&self) -> Vec<Alarm> {
-        lock(&self.own).raised().to_vec()
+        self.own.lock().raised().to_vec()
     }
 
     /// The latest sample and the limits it was judged by (none before the
     /// first sample).
     pub fn last_sample(&self) -> (Sample, Option<Limits>) {
-        *lock(&self.last)
+        *self.last.lock()
     }
 
     fn observe(&self, sample: Sample, limits: Limits) -> (Vec<Alarm>, Vec<Alarm>) {
-        *lock(&self.last) = (sample, Some(limits));
-        lock(&self.own).observe(sample, limits)
+        *self.last.lock() = (sample, Some(limits));
+        self.own.lock().observe(sample, limits)
     }
 
     pub fn heard_from(&self, peer: NodeId, alarms: Vec<Alarm>, now: Instant) {
-        lock(&self.peers).insert(peer, PeerAlarms { alarms, heard: now });
+        self.peers
+            .lock()
+            .insert(peer, PeerAlarms { alarms, heard: now });
     }
 
     /// A peer's alarms as last heard, while they still count.
     pub fn of_peer(&self, peer: NodeId, now: Instant) -> Vec<Alarm> {
-        lock(&self.peers)
+        self.peers
+            .lock()
             .get(&peer)
             .filter(|p| now.duration_since(p.heard) < PEER_ALARM_TTL)
             .map(|p| p.alarms.clone())
@@ -187,10 +190,10 @@ impl Alarms {
     /// Why a publish must be refused now, if it must: the first alarm of
     /// this node, else of a peer heard from lately.
     pub fn blocking(&self, me: NodeId, now: Instant) -> Option<(NodeId, Alarm)> {
-        if let Some(alarm) = lock(&self.own).raised().first() {
+        if let Some(alarm) = self.own.lock().raised().first() {
             return Some((me, alarm.clone()));
         }
-        let peers = lock(&self.peers);
+        let peers = self.peers.lock();
         let mut fresh: Vec<_> = peers
             .iter()
             .filter(|(_, p)| now.duration_since(p.heard) < PEER_ALARM_TTL)
@@ -199,12 +202,6 @@ impl Alarms {
         fresh.sort_by_key(|(id, _)| *id);
         fresh.into_iter().next()
     }
-}
-
-/// The guarded values are replaced whole, never left half-written, so a
-/// panic elsewhere while holding the lock leaves them valid.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

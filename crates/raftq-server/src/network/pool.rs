@@ -5,9 +5,9 @@
 //! requests). A 32 MiB batch on the wire never delays a heartbeat behind it in
 //! one TCP stream, so it cannot cause the election it would otherwise cause.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
@@ -52,7 +52,7 @@ pub struct SnapshotProgress(Mutex<HashMap<(GroupId, NodeId), u64>>);
 impl SnapshotProgress {
     /// A chunk ending at byte `end` arrived; `done` ends the transfer.
     pub fn chunk_sent(&self, group: GroupId, to: NodeId, end: u64, done: bool) {
-        let mut sent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sent = self.0.lock();
         if done {
             sent.remove(&(group, to));
         } else {
@@ -61,7 +61,7 @@ impl SnapshotProgress {
     }
 
     pub fn sent(&self, group: GroupId, to: NodeId) -> u64 {
-        let sent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let sent = self.0.lock();
         sent.get(&(group, to)).copied().unwrap_or(0)
     }
 }
@@ -85,7 +85,7 @@ pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 
 impl ChannelPool {
     pub fn get(&self, addr: &str, lane: Lane) -> Result<Channel, tonic::transport::Error> {
-        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut channels = self.channels.lock();
         let key = (addr.to_string(), lane);
         if let Some(ch) = channels.get(&key) {
             return Ok(ch.clone());

@@ -6,7 +6,9 @@
 //! openraft re-applies the log after it, so applying never fsyncs on its own.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
+
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -115,11 +117,11 @@ impl GroupShared {
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
-        self.applied.read().unwrap_or_else(|e| e.into_inner())
+        self.applied.read()
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Applied> {
-        self.applied.write().unwrap_or_else(|e| e.into_inner())
+        self.applied.write()
     }
 
     pub fn last_applied_index(&self) -> u64 {
