@@ -1,6 +1,6 @@
 //! An idempotent producer over the raw Publish RPC: every batch carries
 //! (producer_id, sequence), so retrying it after a timeout or a failover stores
-//! it once (design.md guarantee 5) and the test's idea of "confirmed" is exact.
+//! it once (README guarantee 5) and the test's idea of "confirmed" is exact.
 
 use std::time::{Duration, Instant};
 

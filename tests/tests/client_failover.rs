@@ -1,4 +1,4 @@
-//! Issue 5 acceptance: the Rust client rides through leader kills without the
+//! The Rust client rides through leader kills without the
 //! caller writing any retry loop.
 
 use std::collections::{BTreeMap, BTreeSet};

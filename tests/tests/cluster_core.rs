@@ -1,5 +1,5 @@
-//! Issue 2 acceptance: the cluster core over real `raftqd` processes. Each test
-//! is named after the guarantee of design.md section 2 it proves, runs its own
+//! The cluster core over real `raftqd` processes. Each test is named after
+//! the guarantee of README "Guarantees" it proves, runs its own
 //! cluster, and prints the durations it measures without asserting on them.
 
 use std::collections::BTreeSet;

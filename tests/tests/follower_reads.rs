@@ -1,4 +1,4 @@
-//! Issue 4, follower reads: any replica answers reads, at the consistency the
+//! Follower reads: any replica answers reads, at the consistency the
 //! client asks for, and says who answered at which applied index.
 
 use std::time::{Duration, Instant};

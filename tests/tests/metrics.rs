@@ -1,4 +1,4 @@
-//! Issue 7: a live node's /metrics moves with the work it does.
+//! A live node's /metrics moves with the work it does.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -140,7 +140,7 @@ async fn grafana_dashboard_plots_only_exported_metrics() {
     }
 }
 
-/// Issue 4: reads show up where they are served. A linearizable read on a
+/// Reads show up where they are served. A linearizable read on a
 /// follower counts a local read, a read-index request and a read-index wait;
 /// a read through a node without a replica counts as forwarded there; an open
 /// stream read is a local stream reader on the follower serving it.

@@ -1,4 +1,4 @@
-//! Issue 7: a rolling restart (SIGTERM, restart, next node) under publish load
+//! A rolling restart (SIGTERM, restart, next node) under publish load
 //! loses nothing, and graceful hand-off keeps the publish gap to about one
 //! election per restart.
 

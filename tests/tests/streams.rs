@@ -1,4 +1,4 @@
-//! Issue 4, stream queues: readers on every replica see one identical
+//! Stream queues: readers on every replica see one identical
 //! sequence through a leader kill, named consumers resume anywhere, and
 //! retention removes the oldest.
 

@@ -1,4 +1,4 @@
-//! Issue 3 acceptance: work-queue semantics over a real 3-node cluster, exact
+//! Work-queue semantics (README "Delivery guarantees") over a real 3-node cluster, exact
 //! across leader kills and restarts.
 
 use std::collections::BTreeSet;

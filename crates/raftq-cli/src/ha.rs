@@ -1,4 +1,4 @@
-//! The HA score of design.md section 8, per queue:
+//! The HA score (README "CLI, client and benchmarks"), per queue:
 //! `Σ over in-sync replicas (1/n) + (has leader ? 1/n : 0)`, n = nodes in the
 //! cluster. A queue with 3 in-sync replicas and a leader on a 3-node cluster
 //! scores 4/3; leaderless with no replica known in sync scores 0. The cluster

@@ -1,4 +1,4 @@
-//! One test per promise the queue makes (design.md sections 2 and 3), named after it.
+//! One test per promise the queue makes (README "Guarantees" and "Delivery guarantees"), named after it.
 
 use raftq_queue::{
     Command, ConsumerId, DeadLetterReason, Effect, Message, Offset, Outcome, Overflow, ProducerSeq,

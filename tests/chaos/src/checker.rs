@@ -1,4 +1,4 @@
-//! Judges a history against the guarantees of design.md section 2.
+//! Judges a history against the guarantees of README "Guarantees".
 //!
 //! - lost: a confirmed publish never delivered (the run drains every queue at
 //!   the end, so everything confirmed must show up);
