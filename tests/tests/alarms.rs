@@ -146,8 +146,22 @@ async fn wait_drained(cluster: &Cluster, queue: &str) {
     panic!("{queue} did not drain");
 }
 
-fn payload_set(confirmed: &[(u64, Vec<u8>)]) -> BTreeSet<(u64, Vec<u8>)> {
-    confirmed.iter().cloned().collect()
+/// Consumes `queue` through `via`, acking, and checks that exactly the
+/// `confirmed` messages were delivered: nothing lost, nothing unexpected.
+async fn assert_drains(
+    cluster: &Cluster,
+    via: &[u64],
+    queue: &str,
+    confirmed: &[(u64, Vec<u8>)],
+    within: Duration,
+) {
+    let drained = drain(&cluster.addrs(via), queue, confirmed.len(), within).await;
+    let expected: BTreeSet<(u64, Vec<u8>)> = confirmed.iter().cloned().collect();
+    assert_eq!(
+        drained.delivered_set(),
+        expected,
+        "{queue}: every confirmed message, nothing else"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,18 +228,14 @@ async fn memory_alarm_refuses_publishes_lets_consumers_drain_and_clears() {
     eprintln!("memory alarm on nodes {in_alarm:?}");
 
     // Consumers and acks keep working: the backlog drains ...
-    let drained = drain(
-        &cluster.addrs(&cluster.ids()),
+    assert_drains(
+        &cluster,
+        &cluster.ids(),
         "mem",
-        confirmed.len(),
+        &confirmed,
         Duration::from_secs(120),
     )
     .await;
-    assert_eq!(
-        drained.delivered_set(),
-        payload_set(&confirmed),
-        "nothing confirmed is lost"
-    );
     wait_drained(&cluster, "mem").await;
     for id in cluster.ids() {
         let m = scrape(&cluster.node(id).metrics_addr).await;
@@ -246,14 +256,14 @@ async fn memory_alarm_refuses_publishes_lets_consumers_drain_and_clears() {
     let after = publish_riding_out_elections(&cluster, follower, batch("mem", "after", 2, 10))
         .await
         .expect("publishes resume once the alarm cleared");
-    let drained = drain(
-        &cluster.addrs(&cluster.ids()),
+    assert_drains(
+        &cluster,
+        &cluster.ids(),
         "mem",
-        2,
+        &after,
         Duration::from_secs(30),
     )
     .await;
-    assert_eq!(drained.delivered_set(), payload_set(&after));
 }
 
 /// A tmpfs mounted for the test, unmounted (and its mount point removed) even
@@ -351,31 +361,27 @@ async fn disk_alarm_on_one_node_refuses_publishes_everywhere_until_space_returns
     let m = scrape(&cluster.node(1).metrics_addr).await;
     assert_eq!(m.get("raftq_alarm{resource=\"disk\"}"), Some(&1.0));
 
-    let drained = drain(
-        &cluster.addrs(&[via]),
+    assert_drains(
+        &cluster,
+        &[via],
         "disk",
-        confirmed.len(),
+        &confirmed,
         Duration::from_secs(60),
     )
     .await;
-    assert_eq!(
-        drained.delivered_set(),
-        payload_set(&confirmed),
-        "consumers drain during the alarm"
-    );
 
     std::fs::remove_file(&ballast).expect("remove ballast");
     wait_alarmed_nodes(&cluster, via, &BTreeSet::new(), Duration::from_secs(10)).await;
     confirmed = publish_riding_out_elections(&cluster, via, batch("disk", "after", 5, 1000))
         .await
         .expect("publishes resume once space returned");
-    let drained = drain(
-        &cluster.addrs(&[via]),
+    assert_drains(
+        &cluster,
+        &[via],
         "disk",
-        confirmed.len(),
+        &confirmed,
         Duration::from_secs(60),
     )
     .await;
-    assert_eq!(drained.delivered_set(), payload_set(&confirmed));
     drop(cluster);
 }

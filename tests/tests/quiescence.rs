@@ -3,32 +3,12 @@
 //! refused) or paused (silent: caught by node heartbeats), and a restarted
 //! follower does not depose a quiesced leader.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use raftq_proto::v1::QueueOptions;
 use raftq_tests::cluster::Cluster;
 use raftq_tests::publish::bodies;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn scrape(addr: &str) -> BTreeMap<String, f64> {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to metrics");
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: raftq\r\n\r\n")
-        .await
-        .expect("send request");
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.expect("read");
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            Some((name.to_string(), value.parse().ok()?))
-        })
-        .collect()
-}
+use raftq_tests::scrape::scrape;
 
 /// Waits until every running node reports `n` quiesced groups.
 async fn wait_quiesced(cluster: &Cluster, n: f64) {

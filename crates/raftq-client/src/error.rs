@@ -164,7 +164,7 @@ impl Error {
             Code::AlreadyExists => Error::AlreadyExists(m),
             Code::InvalidArgument | Code::OutOfRange => Error::InvalidArgument(m),
             Code::FailedPrecondition => Error::FailedPrecondition(m),
-            Code::ResourceExhausted => match alarm_from(s.metadata()) {
+            Code::ResourceExhausted => match metadata::alarm(s.metadata()) {
                 Some((resource, node)) => Error::Alarm {
                     message: m,
                     resource,
@@ -182,33 +182,13 @@ impl Error {
                 Error::Unavailable {
                     message: m,
                     applied,
-                    leader: leader_from(meta),
+                    leader: metadata::leader(meta),
                 }
             }
             Code::DeadlineExceeded | Code::Cancelled => Error::RequestTimeout(m),
             _ => Error::Server(format!("{}: {m}", s.code().description())),
         }
     }
-}
-
-fn alarm_from(meta: &tonic::metadata::MetadataMap) -> Option<(String, u64)> {
-    let resource = meta.get(metadata::ALARM)?.to_str().ok()?.to_string();
-    let node = meta
-        .get(metadata::ALARM_NODE)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()?;
-    Some((resource, node))
-}
-
-fn leader_from(meta: &tonic::metadata::MetadataMap) -> Option<(u64, String)> {
-    let id = meta.get(metadata::LEADER_ID)?.to_str().ok()?.parse().ok()?;
-    let addr = meta.get(metadata::LEADER_ADDR)?.to_str().ok()?;
-    if addr.is_empty() {
-        return None;
-    }
-    Some((id, addr.to_string()))
 }
 
 impl From<Status> for Error {

@@ -29,6 +29,22 @@ pub mod metadata {
     /// request was not applied; it may be sent again once the alarm clears.
     pub const ALARM: &str = "raftq-alarm";
     pub const ALARM_NODE: &str = "raftq-alarm-node";
+
+    use tonic::metadata::MetadataMap;
+
+    /// The leader named in `meta`: node id and address, when both are there.
+    pub fn leader(meta: &MetadataMap) -> Option<(u64, String)> {
+        let id = meta.get(LEADER_ID)?.to_str().ok()?.parse().ok()?;
+        let addr = meta.get(LEADER_ADDR)?.to_str().ok()?;
+        (!addr.is_empty()).then(|| (id, addr.to_string()))
+    }
+
+    /// The alarm named in `meta`: resource and node in alarm.
+    pub fn alarm(meta: &MetadataMap) -> Option<(String, u64)> {
+        let resource = meta.get(ALARM)?.to_str().ok()?.to_string();
+        let node = meta.get(ALARM_NODE)?.to_str().ok()?.parse().ok()?;
+        Some((resource, node))
+    }
 }
 
 /// What a failed call's typed causes say about the connection, for client and

@@ -117,7 +117,7 @@ impl ApiError {
             Code::NotFound => ApiError::NotFound(m),
             Code::AlreadyExists => ApiError::AlreadyExists(m),
             Code::FailedPrecondition => ApiError::FailedPrecondition(m),
-            Code::ResourceExhausted => match alarm_of(status.metadata()) {
+            Code::ResourceExhausted => match raftq_proto::metadata::alarm(status.metadata()) {
                 Some((resource, node)) => ApiError::Alarm {
                     message: m,
                     resource,
@@ -140,24 +140,12 @@ impl ApiError {
                 };
                 ApiError::Unavailable {
                     message,
-                    leader: leader_of(meta),
+                    leader: raftq_proto::metadata::leader(meta),
                     applied,
                 }
             }
         }
     }
-}
-
-fn alarm_of(meta: &MetadataMap) -> Option<(String, NodeId)> {
-    let resource = meta.get(ALARM_KEY)?.to_str().ok()?.to_string();
-    let node = meta.get(ALARM_NODE_KEY)?.to_str().ok()?.parse().ok()?;
-    Some((resource, node))
-}
-
-fn leader_of(meta: &MetadataMap) -> Option<(NodeId, String)> {
-    let id = meta.get(LEADER_ID_KEY)?.to_str().ok()?.parse().ok()?;
-    let addr = meta.get(LEADER_ADDR_KEY)?.to_str().ok()?.to_string();
-    Some((id, addr))
 }
 
 impl From<ApiError> for Status {

@@ -193,14 +193,14 @@ impl Alarms {
         if let Some(alarm) = self.own.lock().raised().first() {
             return Some((me, alarm.clone()));
         }
-        let peers = self.peers.lock();
-        let mut fresh: Vec<_> = peers
+        // On every publish: no allocation unless a peer is in alarm.
+        self.peers
+            .lock()
             .iter()
             .filter(|(_, p)| now.duration_since(p.heard) < PEER_ALARM_TTL)
-            .filter_map(|(id, p)| p.alarms.first().map(|a| (*id, a.clone())))
-            .collect();
-        fresh.sort_by_key(|(id, _)| *id);
-        fresh.into_iter().next()
+            .filter_map(|(id, p)| p.alarms.first().map(|a| (*id, a)))
+            .min_by_key(|(id, _)| *id)
+            .map(|(id, a)| (id, a.clone()))
     }
 }
 
