@@ -67,7 +67,7 @@ pub async fn run(node: Arc<Node>, group: Arc<Group>, queue: String) {
             _ = sleep_or_forever(wait) => {}
             _ = group.shared.dead_letters.notified() => {}
         }
-        if node.draining.load(Ordering::SeqCst) {
+        if node.failover.draining() {
             // Shutting down: propose nothing, so followers' leases can expire.
             continue;
         }

@@ -110,7 +110,7 @@ async fn run(config: Config) -> ExitCode {
     let shutdown = async move {
         shutdown_signal().await;
         tracing::info!("shutting down: handing off leadership");
-        raftq_server::drain::hand_off_leadership(&draining).await;
+        raftq_server::failover::driver::hand_off_leadership(&draining).await;
     };
     let served = raftq_server::server::serve(node.clone(), addr, shutdown).await;
     node.shutdown().await;

@@ -434,7 +434,7 @@ pub fn render(node: &Node) -> String {
     let _ = writeln!(
         out,
         "raftq_groups_quiesced {}",
-        node.quiescence.quiesced_count()
+        node.failover.quiesced_count()
     );
     if let Some((_, fields)) = rows.first() {
         for (i, (field, _)) in fields.iter().enumerate() {

@@ -1,7 +1,7 @@
 //! A raftqd node: its store, its Raft groups, and the shared peer plumbing.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -14,7 +14,8 @@ use tokio::task::JoinHandle;
 
 use crate::catalog::{Catalog, QueueDef, QueueKind};
 use crate::config::Config;
-use crate::liveness::Liveness;
+use crate::failover::supervisor::Settings;
+use crate::failover::Failover;
 use crate::metrics::NodeMetrics;
 use crate::network::client::NetworkFactory;
 use crate::network::pool::ChannelPool;
@@ -73,12 +74,10 @@ pub struct Node {
     pub config: Config,
     pub store: NodeStore,
     pub pool: Arc<ChannelPool>,
-    pub liveness: Arc<Liveness>,
+    /// Peer health, quiet groups and early elections (see `failover`).
+    pub failover: Arc<Failover>,
     pub sessions: Arc<Sessions>,
     pub metrics: Arc<NodeMetrics>,
-    pub quiescence: crate::quiesce::Quiescence,
-    /// Set on SIGTERM: this node proposes nothing more and hands off leadership.
-    pub draining: AtomicBool,
     /// Names the publish requests this node accepts without producer id.
     pub publish_keys: crate::api::publish_key::KeySource,
     /// This node's memory and disk alarms, and its peers' as heard.
@@ -119,11 +118,12 @@ impl Node {
             id: config.id,
             store,
             pool: Arc::new(ChannelPool::default()),
-            liveness: Arc::new(Liveness::default()),
+            failover: Arc::new(Failover::new(Settings {
+                me: config.id,
+                lease: Duration::from_millis(config.election_timeout_max_ms),
+            })),
             sessions: Arc::new(Sessions::default()),
             metrics: Arc::new(NodeMetrics::default()),
-            quiescence: Default::default(),
-            draining: AtomicBool::new(false),
             publish_keys: Default::default(),
             alarms: Default::default(),
             raft_config,
@@ -163,8 +163,7 @@ impl Node {
             }
         }
         tokio::spawn(crate::reconcile::run(node.clone()));
-        tokio::spawn(crate::peer_down::run(node.clone()));
-        tokio::spawn(crate::quiesce::run(node.clone()));
+        tokio::spawn(crate::failover::driver::run(node.clone()));
         tokio::spawn(crate::alarms::monitor::run(node.clone()));
         Ok(node)
     }
@@ -244,7 +243,7 @@ impl Node {
             group: id,
             self_id: self.id,
             pool: self.pool.clone(),
-            liveness: self.liveness.clone(),
+            failover: self.failover.clone(),
             heartbeat: Duration::from_millis(self.config.heartbeat_ms),
         };
         let raft = Raft::new(self.id, self.raft_config.clone(), network, log, sm)
@@ -318,17 +317,10 @@ impl Node {
         }
     }
 
-    /// Stops every Raft group (after [`crate::drain::hand_off_leadership`]).
+    /// Stops every Raft group (after [`crate::failover::driver::hand_off_leadership`]).
     pub async fn shutdown(&self) {
         for group in self.groups() {
             let _ = group.raft.shutdown().await;
         }
-    }
-
-    pub fn elapsed_since_seen(&self, node: NodeId) -> Option<Duration> {
-        if node == self.id {
-            return Some(Duration::ZERO);
-        }
-        self.liveness.since(node)
     }
 }

@@ -57,7 +57,7 @@ pub fn route(
     hops: u32,
 ) -> Result<Route, ApiError> {
     let route = match node.group(group) {
-        Some(_) if node.draining.load(std::sync::atomic::Ordering::SeqCst) => {
+        Some(_) if node.failover.draining() => {
             return Err(ApiError::unavailable(format!(
                 "node {} is shutting down and handing off leadership; retry",
                 node.id
@@ -79,7 +79,8 @@ pub fn route(
         None => {
             let mut candidates: Vec<NodeId> = replicas.to_vec();
             candidates.sort_by_key(|r| {
-                node.elapsed_since_seen(*r)
+                node.failover
+                    .silence(*r)
                     .unwrap_or(std::time::Duration::MAX)
             });
             let addr = candidates
@@ -114,10 +115,13 @@ pub fn replica_addrs(node: &Node, replicas: &[NodeId]) -> Vec<(NodeId, String)> 
     let (mut up, mut silent): (Vec<_>, Vec<_>) = replicas
         .iter()
         .filter(|r| **r != node.id)
-        .filter_map(|r| Some((*r, node.node_addr(*r)?, node.elapsed_since_seen(*r))))
-        .partition(|(_, _, seen)| seen.is_some_and(|s| s < crate::liveness::DOWN_AFTER));
+        .filter_map(|r| {
+            let up = !node.failover.is_down(*r);
+            Some((*r, node.node_addr(*r)?, (up, node.failover.silence(*r))))
+        })
+        .partition(|(_, _, (up, _))| *up);
     up.shuffle(&mut rand::thread_rng());
-    silent.sort_by_key(|(_, _, seen)| seen.unwrap_or(std::time::Duration::MAX));
+    silent.sort_by_key(|(_, _, (_, seen))| seen.unwrap_or(std::time::Duration::MAX));
     up.into_iter()
         .chain(silent)
         .map(|(id, addr, _)| (id, addr))

@@ -17,7 +17,6 @@ use crate::catalog::{
     invalid_queue_name, CatalogCommand, CatalogOutcome, QueueKind, QueueSpec, ReplicaCount,
 };
 use crate::error::ApiError;
-use crate::liveness::DOWN_AFTER;
 use crate::network::pool::Lane;
 use crate::node::Node;
 use crate::raft::types::{GroupCommand, GroupResponse, METADATA_GROUP};
@@ -306,7 +305,7 @@ pub async fn cluster_status(node: &Arc<Node>, hops: u32) -> ClusterStatusRespons
         .members()
         .into_iter()
         .map(|(id, address)| {
-            let seen = node.elapsed_since_seen(id);
+            let seen = node.failover.silence(id);
             let alarms = if id == node.id {
                 node.alarms.own()
             } else {
@@ -323,7 +322,7 @@ pub async fn cluster_status(node: &Arc<Node>, hops: u32) -> ClusterStatusRespons
                     .collect(),
                 id,
                 address,
-                up: seen.is_some_and(|d| d < DOWN_AFTER),
+                up: !node.failover.is_down(id),
                 last_seen_ms: seen.map(|d| d.as_millis() as u64).unwrap_or(u64::MAX),
                 groups_led: queues.iter().filter(|q| q.leader_id == id).count() as u64
                     + u64::from(metadata_leader == id),

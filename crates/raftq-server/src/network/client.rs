@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::liveness::Liveness;
+use crate::failover::Failover;
 use crate::network::pool::{ChannelPool, Lane};
 use crate::network::wire;
 use crate::raft::types::{entry_bytes, GroupId, NodeId, TypeConfig};
@@ -34,7 +34,7 @@ pub struct NetworkFactory {
     pub group: GroupId,
     pub self_id: NodeId,
     pub pool: Arc<ChannelPool>,
-    pub liveness: Arc<Liveness>,
+    pub failover: Arc<Failover>,
     /// How often a peer must hear from its leader: keepalives during long
     /// transfers go out this often.
     pub heartbeat: Duration,
@@ -51,7 +51,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
                 target,
                 addr: node.addr.clone(),
                 pool: self.pool.clone(),
-                liveness: self.liveness.clone(),
+                failover: self.failover.clone(),
                 heartbeat: self.heartbeat,
             },
             in_flight: None,
@@ -67,7 +67,7 @@ struct Peer {
     target: NodeId,
     addr: String,
     pool: Arc<ChannelPool>,
-    liveness: Arc<Liveness>,
+    failover: Arc<Failover>,
     heartbeat: Duration,
 }
 
@@ -135,12 +135,12 @@ impl Peer {
         };
         match reply {
             Ok(r) => {
-                self.liveness.saw(self.target);
+                self.failover.heard(self.target);
                 Ok(r.into_inner().payload)
             }
             Err(status) => {
                 if process_is_gone(&status) {
-                    self.liveness.refused(self.target);
+                    self.failover.refused(self.target);
                 }
                 let message = format!("{}: {}", status.code(), status.message());
                 // A peer too slow to answer in time is retried at once, or a
@@ -481,37 +481,6 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     fn backoff(&self) -> openraft::network::Backoff {
         // Short pauses: a restarted peer should be caught up within a heartbeat or two.
         openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(200)))
-    }
-}
-
-/// Sends one node heartbeat to `peer` (see `quiesce`): short timeout, no
-/// retries, since the next one follows in a moment.
-pub async fn node_heartbeat(
-    node: &crate::node::Node,
-    peer: NodeId,
-    addr: &str,
-    beat: &crate::quiesce::NodeHeartbeat,
-) -> Result<(), String> {
-    let payload = wire::encode(beat).map_err(|e| e.to_string())?;
-    let channel = node
-        .pool
-        .get(addr, Lane::Control)
-        .map_err(|e| e.to_string())?;
-    let mut request = tonic::Request::new(RaftRequest {
-        group: 0,
-        from: node.id,
-        payload,
-        data: Bytes::new(),
-    });
-    request.set_timeout(Duration::from_millis(node.config.election_timeout_min_ms));
-    match RaftPeerClient::new(channel).node_heartbeat(request).await {
-        Ok(_) => Ok(()),
-        Err(status) => {
-            if process_is_gone(&status) {
-                node.liveness.refused(peer);
-            }
-            Err(status.to_string())
-        }
     }
 }
 

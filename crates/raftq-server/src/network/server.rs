@@ -3,15 +3,18 @@
 use std::sync::Arc;
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::{LogId, ServerState};
 use raftq_proto::internal::raft_peer_server::RaftPeer;
 use raftq_proto::internal::{RaftReply, RaftRequest};
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use crate::failover::driver::NodeGroups;
+use crate::failover::heartbeat::NodeHeartbeat;
+use crate::failover::vote::{LogPos, VoteSeen, Voter};
 use crate::network::pool::CONTROL_PAYLOAD_MAX;
 use crate::network::wire;
 use crate::node::{Group, Node};
-use crate::outrun;
 use crate::raft::types::TypeConfig;
 
 pub struct PeerService {
@@ -20,7 +23,11 @@ pub struct PeerService {
 
 impl PeerService {
     fn group(&self, req: &RaftRequest) -> Result<Arc<Group>, Status> {
-        self.node.liveness.saw(req.from);
+        self.node.failover.heard(req.from);
+        self.running(req)
+    }
+
+    fn running(&self, req: &RaftRequest) -> Result<Arc<Group>, Status> {
         // The group may not exist here yet (queue just created, catalog not yet
         // applied): the sender backs off and retries.
         self.node.group(req.group).ok_or_else(|| {
@@ -34,11 +41,10 @@ impl PeerService {
 
 impl PeerService {
     /// The group a leader's replication request is for; hearing from it
-    /// keeps the group awake (see quiesce).
+    /// answers a quiet follower's refresh (see `failover::quiet`).
     fn leaders_group(&self, req: &RaftRequest) -> Result<Arc<Group>, Status> {
-        let group = self.group(req)?;
-        self.node.quiescence.heard_from(req.group, req.from);
-        Ok(group)
+        self.node.failover.append_from(req.group, req.from);
+        self.running(req)
     }
 }
 
@@ -98,13 +104,19 @@ impl RaftPeer for PeerService {
         let req = request.into_inner();
         let group = self.group(&req)?;
         let rpc: VoteRequest<u64> = decode(&req)?;
-        let before = outrun::Before::of(&self.node, &group);
+        let voter = voter(&group);
         let result = group.raft.vote(rpc.clone()).await;
         if let Ok(resp) = &result {
-            if outrun::after_vote(&self.node, &group, &rpc, resp, before) {
-                // Lost, as far as the candidate can tell: a refusal for its
-                // log would delay its next election by 2 x election_timeout_max
-                // (see outrun).
+            let seen = VoteSeen {
+                candidate_term: rpc.vote.leader_id().get_term(),
+                candidate_last: rpc.last_log_id.map(log_pos),
+                granted: resp.vote_granted,
+                our_last: resp.last_log_id.map(log_pos),
+            };
+            // A refusal for its log would delay the candidate's next election
+            // by 2 x election_timeout_max; when this node stands itself
+            // instead, the refusal is dropped, as if lost (see failover::vote).
+            if self.node.failover.vote_answered(group.id, voter, seen) {
                 return Err(Status::unavailable(
                     "voter refused the candidate's shorter log and stands itself",
                 ));
@@ -146,9 +158,13 @@ impl RaftPeer for PeerService {
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
-        self.node.liveness.saw(req.from);
-        let beat: crate::quiesce::NodeHeartbeat = decode(&req)?;
-        crate::quiesce::on_peer_heartbeat(&self.node, req.from, beat);
+        let (beat, alarms) = decode::<NodeHeartbeat>(&req)?.split();
+        self.node
+            .alarms
+            .heard_from(req.from, alarms, std::time::Instant::now());
+        self.node
+            .failover
+            .node_heartbeat(req.from, &beat, &NodeGroups(&self.node));
         reply(&())
     }
 
@@ -166,5 +182,23 @@ impl RaftPeer for PeerService {
             )),
         };
         reply(&result)
+    }
+}
+
+/// This node in `group` before it answers a vote.
+fn voter(group: &Group) -> Voter {
+    let metrics = group.raft.metrics();
+    let m = metrics.borrow();
+    Voter {
+        term: m.current_term,
+        follower: m.state == ServerState::Follower,
+        leader: m.current_leader,
+    }
+}
+
+fn log_pos(id: LogId<u64>) -> LogPos {
+    LogPos {
+        term: id.leader_id.term,
+        index: id.index,
     }
 }
