@@ -13,7 +13,7 @@ use openraft::raft::{
 use openraft::{BasicNode, Entry, LogId, SnapshotMeta, StoredMembership, Vote};
 use raftq_queue::{Command, StreamLog, WorkQueue};
 use raftq_server::network::wire;
-use raftq_server::quiesce::NodeHeartbeat;
+use raftq_server::failover::heartbeat::NodeHeartbeat;
 use raftq_server::raft::state_machine::Applied;
 use raftq_server::raft::types::TypeConfig;
 
