@@ -12,9 +12,9 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, Entry, LogId, SnapshotMeta, StoredMembership, Vote};
 use raftq_queue::{Command, StreamLog, WorkQueue};
-use raftq_server::network::wire;
 use raftq_server::failover::heartbeat::NodeHeartbeat;
 use raftq_server::raft::state_machine::Applied;
+use raftq_server::raft::transport::wire;
 use raftq_server::raft::types::TypeConfig;
 
 /// Decodes `data` as each peer payload type a node accepts or receives.

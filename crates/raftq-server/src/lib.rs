@@ -10,18 +10,14 @@
 
 pub mod alarms;
 pub mod api;
-pub mod catalog;
+pub mod boot;
 pub mod config;
-pub mod duties;
 pub mod error;
 pub mod failover;
+pub mod leader;
+pub mod meta;
 pub mod metrics;
-pub mod network;
 pub mod node;
-pub mod proposal_order;
 pub mod raft;
-pub mod reconcile;
 pub mod router;
 pub mod server;
-pub mod sessions;
-pub mod snapshot_requests;

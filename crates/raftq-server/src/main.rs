@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use raftq_server::config::{Args, Config, LogFormat};
-use raftq_server::node::Node;
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: LogFormat) {
@@ -82,7 +81,7 @@ async fn run(config: Config) -> ExitCode {
         eprintln!("raftqd: cannot listen on {addr}: {e}");
         return ExitCode::from(1);
     }
-    let node = match Node::start(config.clone()).await {
+    let node = match raftq_server::boot::start_node(config.clone()).await {
         Ok(n) => n,
         Err(e) => {
             eprintln!("raftqd: {e}");

@@ -141,7 +141,7 @@ fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
 /// unknown or off is left out rather than shown as 0.
 fn render_alarms(out: &mut String, node: &Node) {
     use crate::alarms::Resource;
-    let raised = node.alarms.own();
+    let raised = node.alarms().own();
     gauge_header(
         out,
         "raftq_alarm",
@@ -156,7 +156,7 @@ fn render_alarms(out: &mut String, node: &Node) {
             u8::from(on)
         );
     }
-    let (sample, limits) = node.alarms.last_sample();
+    let (sample, limits) = node.alarms().last_sample();
     let readings = [
         (
             "raftq_resident_memory_bytes",
@@ -192,7 +192,7 @@ fn gauge_header(out: &mut String, name: &str, help: &str) {
 
 /// Renders every metric of the node.
 pub fn render(node: &Node) -> String {
-    let m = &node.metrics;
+    let m = &node.metrics();
     let mut out = String::with_capacity(8192);
     counter(
         &mut out,
@@ -323,7 +323,7 @@ pub fn render(node: &Node) -> String {
         m.offsets_committed.get(),
     );
 
-    let sent = &node.pool.sent;
+    let sent = &node.pool().sent;
     let _ = writeln!(
         out,
         "# HELP raftq_peer_rpcs_sent_total Raft RPCs sent to peers (AppendEntries includes heartbeats).\n# TYPE raftq_peer_rpcs_sent_total counter"
@@ -341,7 +341,7 @@ pub fn render(node: &Node) -> String {
         );
     }
 
-    let flush = node.store.committer().stats();
+    let flush = node.store().committer().stats();
     counter(
         &mut out,
         "raftq_fsync_total",
@@ -434,7 +434,7 @@ pub fn render(node: &Node) -> String {
     let _ = writeln!(
         out,
         "raftq_groups_quiesced {}",
-        node.failover.quiesced_count()
+        node.failover().quiesced_count()
     );
     if let Some((_, fields)) = rows.first() {
         for (i, (field, _)) in fields.iter().enumerate() {

@@ -1,27 +1,31 @@
-//! A raftqd node: its store, its Raft groups, and the shared peer plumbing.
+//! A raftqd node: its store, its Raft groups, and what they share (peer
+//! channels, failover, sessions, metrics, alarms). Only data and lookups: the
+//! tasks that run on a node are started by `boot`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-
-use parking_lot::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use openraft::{BasicNode, ServerState};
-use raftq_queue::{StreamLog, WorkQueue};
+use openraft::ServerState;
+use parking_lot::RwLock;
 use raftq_store::NodeStore;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::catalog::{Catalog, QueueDef, QueueKind};
+use crate::alarms::Alarms;
+use crate::api::publish_key::KeySource;
 use crate::config::Config;
 use crate::failover::supervisor::Settings;
-use crate::failover::Failover;
-use crate::metrics::NodeMetrics;
-use crate::network::client::NetworkFactory;
-use crate::network::pool::ChannelPool;
+use crate::failover::handle::Failover;
+use crate::leader::proposal_order::ProposalOrder;
+use crate::leader::sessions::Sessions;
+use crate::meta::catalog::{Catalog, QueueDef};
+use crate::metrics::{NodeMetrics, QueueCounters};
 use crate::raft::state_machine::{GroupShared, GroupState, SnapshotRequests, StateMachine};
+use crate::raft::transport::client::NetworkFactory;
+use crate::raft::transport::pool::ChannelPool;
 use crate::raft::types::{GroupId, NodeId, Raft, METADATA_GROUP};
-use crate::sessions::Sessions;
 
 /// One Raft group running on this node.
 pub struct Group {
@@ -32,13 +36,21 @@ pub struct Group {
     /// may attach only once it equals the current term, so the reset can never
     /// detach a consumer of the same term.
     pub consumers_ready_term: AtomicU64,
-    pub counters: crate::metrics::QueueCounters,
+    pub counters: QueueCounters,
     /// Puts an idempotent producer's pipelined publishes in sequence order.
-    pub proposal_order: crate::proposal_order::ProposalOrder,
-    duties: parking_lot::Mutex<Option<JoinHandle<()>>>,
+    pub proposal_order: ProposalOrder,
+    /// The leader upkeep task of a queue group (see `leader::upkeep`).
+    upkeep: parking_lot::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Group {
+    /// Runs `task` as this group's upkeep until the group stops.
+    pub(crate) fn set_upkeep(&self, task: JoinHandle<()>) {
+        if let Some(old) = self.upkeep.lock().replace(task) {
+            old.abort();
+        }
+    }
+
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().state == ServerState::Leader
     }
@@ -70,18 +82,15 @@ impl Group {
 }
 
 pub struct Node {
-    pub id: NodeId,
-    pub config: Config,
-    pub store: NodeStore,
-    pub pool: Arc<ChannelPool>,
-    /// Peer health, quiet groups and early elections (see `failover`).
-    pub failover: Arc<Failover>,
-    pub sessions: Arc<Sessions>,
-    pub metrics: Arc<NodeMetrics>,
-    /// Names the publish requests this node accepts without producer id.
-    pub publish_keys: crate::api::publish_key::KeySource,
-    /// This node's memory and disk alarms, and its peers' as heard.
-    pub alarms: crate::alarms::Alarms,
+    id: NodeId,
+    config: Config,
+    store: NodeStore,
+    pool: Arc<ChannelPool>,
+    failover: Arc<Failover>,
+    sessions: Arc<Sessions>,
+    metrics: Arc<NodeMetrics>,
+    publish_keys: KeySource,
+    alarms: Alarms,
     raft_config: Arc<openraft::Config>,
     snapshot_requests: SnapshotRequests,
     groups: RwLock<HashMap<GroupId, Arc<Group>>>,
@@ -109,12 +118,16 @@ pub fn now_ms() -> u64 {
 }
 
 impl Node {
-    pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
+    /// Opens the node's store; the groups start later (see `boot`). Snapshot
+    /// requests of its state machines arrive on the returned receiver.
+    pub(crate) fn open(
+        config: Config,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<GroupId>), StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Raft(e.to_string()))?;
         let store = NodeStore::open(&config.data_dir)?;
         let raft_config = Arc::new(config.raft_config()?);
-        let (to_node, snapshot_requests) = tokio::sync::mpsc::unbounded_channel();
-        let node = Arc::new(Node {
+        let (to_node, requests) = mpsc::unbounded_channel();
+        let node = Node {
             id: config.id,
             store,
             pool: Arc::new(ChannelPool::default()),
@@ -124,8 +137,8 @@ impl Node {
             })),
             sessions: Arc::new(Sessions::default()),
             metrics: Arc::new(NodeMetrics::default()),
-            publish_keys: Default::default(),
-            alarms: Default::default(),
+            publish_keys: KeySource::default(),
+            alarms: Alarms::default(),
             raft_config,
             snapshot_requests: SnapshotRequests {
                 trigger: config.snapshot_trigger,
@@ -133,39 +146,49 @@ impl Node {
             },
             groups: RwLock::new(HashMap::new()),
             config,
-        });
-        tokio::spawn(crate::snapshot_requests::run(
-            node.clone(),
-            snapshot_requests,
-        ));
-        let meta = node
-            .start_group(METADATA_GROUP, GroupState::Catalog(Catalog::default()))
-            .await?;
-        let initialized = meta
-            .raft
-            .is_initialized()
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
-        if !initialized {
-            if node.config.initial_cluster.is_empty() {
-                return Err(StartError::NotBootstrapped);
-            }
-            let members: BTreeMap<NodeId, BasicNode> = node
-                .config
-                .initial_cluster
-                .iter()
-                .map(|(id, addr)| (*id, BasicNode::new(addr)))
-                .collect();
-            // Every initial node initializes with the same members, which openraft
-            // documents as safe; whoever is already initialized refuses, harmlessly.
-            if let Err(e) = meta.raft.initialize(members).await {
-                tracing::info!("metadata group already initialized elsewhere: {e}");
-            }
-        }
-        tokio::spawn(crate::reconcile::run(node.clone()));
-        tokio::spawn(crate::failover::driver::run(node.clone()));
-        tokio::spawn(crate::alarms::monitor::run(node.clone()));
-        Ok(node)
+        };
+        Ok((node, requests))
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &NodeStore {
+        &self.store
+    }
+
+    /// Channels to peers, for Raft traffic and forwarded requests.
+    pub fn pool(&self) -> &Arc<ChannelPool> {
+        &self.pool
+    }
+
+    /// Peer health, quiet groups and early elections (see `failover`).
+    pub fn failover(&self) -> &Arc<Failover> {
+        &self.failover
+    }
+
+    /// Consumer sessions hosted on this node.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    pub fn metrics(&self) -> &Arc<NodeMetrics> {
+        &self.metrics
+    }
+
+    /// Names the publish requests this node accepts without producer id.
+    pub fn publish_keys(&self) -> &KeySource {
+        &self.publish_keys
+    }
+
+    /// This node's memory and disk alarms, and its peers' as heard.
+    pub fn alarms(&self) -> &Alarms {
+        &self.alarms
     }
 
     pub fn group(&self, id: GroupId) -> Option<Arc<Group>> {
@@ -256,58 +279,18 @@ impl Node {
             consumers_ready_term: AtomicU64::new(0),
             counters: Default::default(),
             proposal_order: Default::default(),
-            duties: parking_lot::Mutex::new(None),
+            upkeep: parking_lot::Mutex::new(None),
         });
         self.groups.write().insert(id, group.clone());
         Ok(group)
-    }
-
-    /// Starts (or resumes) a queue's group on this replica.
-    pub(crate) async fn start_queue(self: &Arc<Self>, def: &QueueDef) -> Result<(), StartError> {
-        if self.group(def.group).is_some() {
-            return Ok(());
-        }
-        let options = def.spec.options.clone();
-        let initial = match def.spec.kind {
-            QueueKind::Work => GroupState::Work(Box::new(WorkQueue::new(options))),
-            QueueKind::Stream => GroupState::Stream(Box::new(StreamLog::new(options))),
-        };
-        let group = self.start_group(def.group, initial).await?;
-        let initialized = group
-            .raft
-            .is_initialized()
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
-        if !initialized {
-            let members: BTreeMap<NodeId, BasicNode> = def
-                .replicas
-                .iter()
-                .filter_map(|id| Some((*id, BasicNode::new(self.node_addr(*id)?))))
-                .collect();
-            if let Err(e) = group.raft.initialize(members).await {
-                tracing::debug!(group = def.group, "queue group initialized elsewhere: {e}");
-            } else if def.preferred_leader == self.id {
-                // min-leaders placement: the preferred node campaigns at once, so it
-                // normally wins before anyone's election timer fires.
-                let _ = group.raft.trigger().elect().await;
-            }
-        }
-        let duties = tokio::spawn(crate::duties::run(
-            self.clone(),
-            group.clone(),
-            def.name.clone(),
-        ));
-        *group.duties.lock() = Some(duties);
-        tracing::info!(queue = %def.name, group = def.group, "queue replica started");
-        Ok(())
     }
 
     /// Stops a deleted queue's group and removes its data.
     pub(crate) async fn stop_group(&self, id: GroupId) {
         let group = self.groups.write().remove(&id);
         if let Some(group) = group {
-            if let Some(duties) = group.duties.lock().take() {
-                duties.abort();
+            if let Some(upkeep) = group.upkeep.lock().take() {
+                upkeep.abort();
             }
             self.sessions.close_group(id);
             let _ = group.raft.shutdown().await;

@@ -13,10 +13,10 @@ use raftq_proto::v1::queue_service_client::QueueServiceClient;
 use raftq_proto::v1::{PublishMessage, PublishRequest};
 use tonic::metadata::MetadataMap;
 
-use crate::catalog::QueueDef;
 use crate::error::{ApiError, Applied};
-use crate::network::pool::Lane;
+use crate::meta::catalog::QueueDef;
 use crate::node::{Group, Node};
+use crate::raft::transport::pool::Lane;
 use crate::raft::types::{GroupCommand, GroupId, GroupResponse, NodeId, TypeConfig};
 
 pub const HOPS_HEADER: &str = "x-raftq-hops";
@@ -57,15 +57,15 @@ pub fn route(
     hops: u32,
 ) -> Result<Route, ApiError> {
     let route = match node.group(group) {
-        Some(_) if node.failover.draining() => {
+        Some(_) if node.failover().draining() => {
             return Err(ApiError::unavailable(format!(
                 "node {} is shutting down and handing off leadership; retry",
-                node.id
+                node.id()
             )))
         }
         Some(g) if g.is_leader() => return Ok(Route::Local(g)),
         Some(g) => match g.current_leader() {
-            Some(leader) if leader != node.id => match g.member_addr(leader) {
+            Some(leader) if leader != node.id() => match g.member_addr(leader) {
                 Some(addr) => Route::Remote {
                     addr,
                     leader: Some(leader),
@@ -79,7 +79,7 @@ pub fn route(
         None => {
             let mut candidates: Vec<NodeId> = replicas.to_vec();
             candidates.sort_by_key(|r| {
-                node.failover
+                node.failover()
                     .silence(*r)
                     .unwrap_or(std::time::Duration::MAX)
             });
@@ -99,7 +99,7 @@ pub fn route(
             _ => None,
         };
         return Err(ApiError::Unavailable {
-            message: format!("node {} is not the leader of queue '{name}'", node.id),
+            message: format!("node {} is not the leader of queue '{name}'", node.id()),
             leader,
             applied: Applied::No,
         });
@@ -114,10 +114,10 @@ pub fn replica_addrs(node: &Node, replicas: &[NodeId]) -> Vec<(NodeId, String)> 
     use rand::seq::SliceRandom;
     let (mut up, mut silent): (Vec<_>, Vec<_>) = replicas
         .iter()
-        .filter(|r| **r != node.id)
+        .filter(|r| **r != node.id())
         .filter_map(|r| {
-            let up = !node.failover.is_down(*r);
-            Some((*r, node.node_addr(*r)?, (up, node.failover.silence(*r))))
+            let up = !node.failover().is_down(*r);
+            Some((*r, node.node_addr(*r)?, (up, node.failover().silence(*r))))
         })
         .partition(|(_, _, (up, _))| *up);
     up.shuffle(&mut rand::thread_rng());
@@ -224,7 +224,7 @@ impl ProposeError {
 /// local catalog up to the metadata leader's commit point (a read index) and
 /// look again, so a client that created a queue can use it at once anywhere.
 pub async fn queue_def(node: &Node, name: &str) -> Result<QueueDef, ApiError> {
-    if let Some(reason) = crate::catalog::invalid_queue_name(name) {
+    if let Some(reason) = crate::meta::catalog::invalid_queue_name(name) {
         return Err(ApiError::InvalidArgument(reason));
     }
     if let Some(def) = node.queue_def(name) {
@@ -268,7 +268,7 @@ pub fn queue_client(
     addr: &str,
 ) -> Result<QueueServiceClient<tonic::transport::Channel>, ApiError> {
     let channel = node
-        .pool
+        .pool()
         .get(addr, Lane::Bulk)
         .map_err(|e| ApiError::unavailable(format!("bad peer address {addr}: {e}")))?;
     // A forwarded request is the one this node accepted: the target's own

@@ -10,8 +10,8 @@ use tonic::transport::Server;
 
 use crate::api::queue_service::Api;
 use crate::api::MAX_GRPC_MESSAGE;
-use crate::network::server::PeerService;
 use crate::node::Node;
+use crate::raft::transport::server::PeerService;
 
 /// Streams one connection may have open at once.
 pub const MAX_CONCURRENT_STREAMS: u32 = 4096;
@@ -39,10 +39,10 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(raftq_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let max_request = usize::try_from(node.config.max_request_bytes).unwrap_or(usize::MAX);
+    let max_request = usize::try_from(node.config().max_request_bytes).unwrap_or(usize::MAX);
     Server::builder()
         .layer(crate::api::limits::RequestSizeLimit::new(
-            node.config.max_request_bytes,
+            node.config().max_request_bytes,
         ))
         .tcp_nodelay(true)
         // h2 closes a connection whose client reset more than this many
@@ -53,8 +53,8 @@ pub async fn serve(
         // tonic's default is no limit at all. Peers multiplex every group's
         // replication on one connection, one request per group at a time.
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
-        .initial_stream_window_size(Some(crate::network::pool::STREAM_WINDOW))
-        .initial_connection_window_size(Some(crate::network::pool::CONNECTION_WINDOW))
+        .initial_stream_window_size(Some(crate::raft::transport::pool::STREAM_WINDOW))
+        .initial_connection_window_size(Some(crate::raft::transport::pool::CONNECTION_WINDOW))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(2)))
         .add_service(

@@ -37,8 +37,8 @@ pub fn limits(memory_limit_mib: Option<u64>, disk_free_limit_mib: u64) -> Limits
 
 pub async fn run(node: Arc<Node>) {
     let limits = limits(
-        node.config.memory_limit_mib,
-        node.config.disk_free_limit_mib,
+        node.config().memory_limit_mib,
+        node.config().disk_free_limit_mib,
     );
     tracing::info!(
         memory_limit_bytes = ?limits.memory_bytes,
@@ -49,12 +49,12 @@ pub async fn run(node: Arc<Node>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let (previous, _) = node.alarms.last_sample();
+        let (previous, _) = node.alarms().last_sample();
         let trim = match (previous.resident_bytes, limits.memory_bytes) {
             (Some(resident), Some(limit)) => resident >= limit / 100 * TRIM_FROM_PERCENT,
             _ => false,
         };
-        let dir = node.config.data_dir.clone();
+        let dir = node.config().data_dir.clone();
         let sampled = tokio::task::spawn_blocking(move || {
             if trim {
                 probe::release_freed_memory();
@@ -68,17 +68,17 @@ pub async fn run(node: Arc<Node>) {
         let Ok(sample) = sampled else {
             continue;
         };
-        let (raised, cleared) = node.alarms.observe(sample, limits);
+        let (raised, cleared) = node.alarms().observe(sample, limits);
         for alarm in raised {
-            node.metrics.alarms_raised.inc();
+            node.metrics().alarms_raised.inc();
             tracing::warn!(
-                node = node.id,
+                node = node.id(),
                 "{alarm}: publishes are refused cluster-wide until it clears (consumers and acks keep working)"
             );
         }
         for alarm in cleared {
             tracing::info!(
-                node = node.id,
+                node = node.id(),
                 "{} alarm cleared: publishes accepted again",
                 alarm.resource.as_str()
             );

@@ -13,12 +13,12 @@ use raftq_proto::v1::{
 use raftq_queue::{Overflow, QueueOptions};
 
 use crate::api::info;
-use crate::catalog::{
+use crate::error::ApiError;
+use crate::meta::catalog::{
     invalid_queue_name, CatalogCommand, CatalogOutcome, QueueKind, QueueSpec, ReplicaCount,
 };
-use crate::error::ApiError;
-use crate::network::pool::Lane;
 use crate::node::Node;
+use crate::raft::transport::pool::Lane;
 use crate::raft::types::{GroupCommand, GroupResponse, METADATA_GROUP};
 use crate::router::{self, ProposeError, Route};
 
@@ -171,7 +171,7 @@ fn admin_client(
     addr: &str,
 ) -> Result<AdminServiceClient<tonic::transport::Channel>, ApiError> {
     let channel = node
-        .pool
+        .pool()
         .get(addr, Lane::Bulk)
         .map_err(|e| ApiError::unavailable(format!("bad peer address {addr}: {e}")))?;
     Ok(AdminServiceClient::new(channel))
@@ -237,7 +237,7 @@ pub async fn create_queue(
         }
         Err(CatalogRoute::Api(e)) => return Err(e),
         Err(CatalogRoute::Forward(addr)) => {
-            node.metrics.forwarded_requests.inc();
+            node.metrics().forwarded_requests.inc();
             return admin_client(node, &addr)?
                 .create_queue(router::forwarded(req, hops))
                 .await
@@ -274,7 +274,7 @@ pub async fn delete_queue(
         ))),
         Err(CatalogRoute::Api(e)) => Err(e),
         Err(CatalogRoute::Forward(addr)) => {
-            node.metrics.forwarded_requests.inc();
+            node.metrics().forwarded_requests.inc();
             admin_client(node, &addr)?
                 .delete_queue(router::forwarded(req, hops))
                 .await
@@ -305,11 +305,11 @@ pub async fn cluster_status(node: &Arc<Node>, hops: u32) -> ClusterStatusRespons
         .members()
         .into_iter()
         .map(|(id, address)| {
-            let seen = node.failover.silence(id);
-            let alarms = if id == node.id {
-                node.alarms.own()
+            let seen = node.failover().silence(id);
+            let alarms = if id == node.id() {
+                node.alarms().own()
             } else {
-                node.alarms.of_peer(id, std::time::Instant::now())
+                node.alarms().of_peer(id, std::time::Instant::now())
             };
             NodeStatus {
                 alarms: alarms
@@ -322,7 +322,7 @@ pub async fn cluster_status(node: &Arc<Node>, hops: u32) -> ClusterStatusRespons
                     .collect(),
                 id,
                 address,
-                up: !node.failover.is_down(id),
+                up: !node.failover().is_down(id),
                 last_seen_ms: seen.map(|d| d.as_millis() as u64).unwrap_or(u64::MAX),
                 groups_led: queues.iter().filter(|q| q.leader_id == id).count() as u64
                     + u64::from(metadata_leader == id),
@@ -332,7 +332,7 @@ pub async fn cluster_status(node: &Arc<Node>, hops: u32) -> ClusterStatusRespons
     ClusterStatusResponse {
         nodes,
         queues,
-        answered_by: node.id,
+        answered_by: node.id(),
         metadata_leader,
     }
 }

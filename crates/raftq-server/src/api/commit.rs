@@ -35,8 +35,10 @@ pub async fn commit_offset(
     });
     match router::propose(&group, cmd, &def.name).await {
         Ok(GroupResponse::Queue(Outcome::Done)) => {
-            node.metrics.offsets_committed.inc();
-            Ok(CommitOffsetResponse { leader_id: node.id })
+            node.metrics().offsets_committed.inc();
+            Ok(CommitOffsetResponse {
+                leader_id: node.id(),
+            })
         }
         Ok(GroupResponse::Queue(Outcome::Invalid(reason))) => Err(ApiError::InvalidArgument(
             format!("stream '{}': {reason}", def.name),
@@ -57,7 +59,7 @@ async fn forward(
     req: CommitOffsetRequest,
     hops: u32,
 ) -> Result<CommitOffsetResponse, ApiError> {
-    node.metrics.forwarded_requests.inc();
+    node.metrics().forwarded_requests.inc();
     let mut client = router::queue_client(node, addr)?;
     client
         .commit_offset(router::forwarded(req, hops))

@@ -18,8 +18,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
 use super::consume_window::{hold_limit, Window};
-use crate::catalog::QueueKind;
 use crate::error::ApiError;
+use crate::meta::catalog::QueueKind;
 use crate::node::{now_ms, Group, Node};
 use crate::raft::types::{GroupCommand, GroupResponse};
 use crate::router::{self, Route};
@@ -61,27 +61,27 @@ pub async fn consume(
     // Capped: a consumer that asks for millions and never reads would make the
     // leader hold (and buffer) that many deliveries for it.
     let prefetch = if sub.prefetch == 0 {
-        node.config.default_prefetch
+        node.config().default_prefetch
     } else {
         sub.prefetch
     }
-    .min(node.config.max_prefetch);
+    .min(node.config().max_prefetch);
     let consumer: ConsumerId = rand::random();
-    let deliveries = node.sessions.register(group.id, consumer);
+    let deliveries = node.sessions().register(group.id, consumer);
     let attach = Command::Attach {
         now_ms: now_ms(),
         consumer,
         prefetch: hold_limit(prefetch),
     };
     if let Err(e) = router::propose(&group, GroupCommand::Queue(attach), &def.name).await {
-        node.sessions.remove(consumer);
+        node.sessions().remove(consumer);
         return Err(e.into_api());
     }
     let (out_tx, out_rx) = mpsc::channel(prefetch as usize + 64);
     let subscribed = ConsumeResponse {
         kind: Some(consume_response::Kind::Subscribed(Subscribed {
             consumer_id: consumer,
-            node_id: node.id,
+            node_id: node.id(),
         })),
     };
     let _ = out_tx.send(Ok(subscribed)).await;
@@ -167,7 +167,7 @@ async fn session(
             _ = out.closed() => break,
         }
     }
-    node.sessions.remove(consumer);
+    node.sessions().remove(consumer);
     if group.is_leader() {
         // Best effort: if this fails, the next leader's reset returns the
         // messages. Parked ones count a delivery like the rest: returned
@@ -197,7 +197,7 @@ async fn hand_out(
         let Ok(permits) = out.reserve_many(n).await else {
             return false;
         };
-        node.metrics.delivered_messages.add(n as u64);
+        node.metrics().delivered_messages.add(n as u64);
         group.counters.delivered.add(n as u64);
         for (permit, delivery) in permits.zip(deliveries.by_ref()) {
             permit.send(Ok(to_proto(delivery)));
@@ -232,7 +232,7 @@ async fn settle_one(
     let reply = match group.raft.client_write(GroupCommand::Queue(cmd)).await {
         Ok(resp) => match resp.data {
             GroupResponse::Queue(Outcome::Settled { settled, unknown }) => {
-                node.metrics.settled_messages.add(settled.len() as u64);
+                node.metrics().settled_messages.add(settled.len() as u64);
                 let counter = match outcome {
                     Settlement::Ack => &group.counters.acked,
                     Settlement::Requeue => &group.counters.requeued,
@@ -281,7 +281,7 @@ async fn proxy(
     inbound: Streaming<ConsumeRequest>,
     hops: u32,
 ) -> Result<ConsumeStream, ApiError> {
-    node.metrics.forwarded_requests.inc();
+    node.metrics().forwarded_requests.inc();
     let mut client = router::queue_client(node, addr)?;
     let upstream = futures::stream::once(async move { first }).chain(
         inbound

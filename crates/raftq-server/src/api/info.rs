@@ -8,11 +8,11 @@ use raftq_proto::v1::admin_service_client::AdminServiceClient;
 use raftq_proto::v1::{Consistency, GetQueueRequest, QueueInfo, ReplicaStatus};
 
 use crate::api::admin::options_to_proto;
-use crate::catalog::QueueDef;
 use crate::error::ApiError;
-use crate::network::pool::Lane;
+use crate::meta::catalog::QueueDef;
 use crate::node::{Group, Node};
 use crate::raft::state_machine::GroupState;
+use crate::raft::transport::pool::Lane;
 
 const REMOTE_INFO_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -68,7 +68,7 @@ fn info_from_group(node: &Node, def: &QueueDef, group: &Group) -> QueueInfo {
                         matched_index,
                         lag,
                         lag_bytes: lag.saturating_mul(mean_entry_bytes),
-                        snapshot_bytes_sent: node.pool.snapshot_progress.sent(def.group, *id),
+                        snapshot_bytes_sent: node.pool().snapshot_progress.sent(def.group, *id),
                     }
                 })
                 .collect();
@@ -84,7 +84,7 @@ pub fn base_info(node: &Node, def: &QueueDef) -> QueueInfo {
         options: Some(options_to_proto(&def.spec)),
         group_id: def.group,
         replicas: def.replicas.clone(),
-        answered_by: node.id,
+        answered_by: node.id(),
         ..Default::default()
     }
 }
@@ -101,15 +101,15 @@ pub async fn queue_info(
         if let Some(c) = consistency {
             crate::api::read::make_consistent(node, &group, c, 0, &def.name).await?;
         }
-        node.metrics.reads_local.inc();
+        node.metrics().reads_local.inc();
         return Ok(info_from_group(node, def, &group));
     }
     if hops >= crate::router::MAX_HOPS {
         return Ok(base_info(node, def));
     }
-    node.metrics.reads_forwarded.inc();
+    node.metrics().reads_forwarded.inc();
     for (_, addr) in crate::router::replica_addrs(node, &def.replicas) {
-        let Ok(channel) = node.pool.get(&addr, Lane::Control) else {
+        let Ok(channel) = node.pool().get(&addr, Lane::Control) else {
             continue;
         };
         let mut client = AdminServiceClient::new(channel);

@@ -8,8 +8,8 @@ use raftq_proto::v1::{PublishRequest, PublishResponse};
 use raftq_queue::{Command, Message, Outcome, ProducerSeq, PublishError};
 
 use crate::error::ApiError;
+use crate::leader::proposal_order::{Turn, ORDER_WAIT};
 use crate::node::{now_ms, Group, Node};
-use crate::proposal_order::{Turn, ORDER_WAIT};
 use crate::raft::types::{GroupCommand, GroupResponse};
 use crate::router::{self, ProposeError, Route};
 
@@ -18,13 +18,13 @@ pub async fn publish(
     mut req: PublishRequest,
     hops: u32,
 ) -> Result<PublishResponse, ApiError> {
-    crate::api::limits::check_batch(&req, node.config.max_batch_bytes)?;
+    crate::api::limits::check_batch(&req, node.config().max_batch_bytes)?;
     refuse_in_alarm(node, &req.queue)?;
     // Every attempt below, local or forwarded, carries the same key: a batch
     // the old leader committed before its answer was lost is then answered as
     // a duplicate by the new one instead of being stored again.
     if req.producer_id.is_empty() && req.key.is_none() {
-        req.key = Some(node.publish_keys.next_key());
+        req.key = Some(node.publish_keys().next_key());
     }
     let first = publish_once(node, &req, hops).await;
     // The node a client called rides out an election for it: answering "no
@@ -37,7 +37,7 @@ pub async fn publish(
         return first;
     };
     let until = tokio::time::Instant::now()
-        + std::time::Duration::from_millis(3 * node.config.election_timeout_max_ms);
+        + std::time::Duration::from_millis(3 * node.config().election_timeout_max_ms);
     let mut result = first;
     // Bounded by the deadline and by a few rounds: each round follows a real
     // leader change, of which one election makes one or two.
@@ -45,7 +45,7 @@ pub async fn publish(
         if !awaits_election(&result) || tokio::time::Instant::now() >= until {
             break;
         }
-        let stale = group.current_leader().filter(|l| *l != node.id);
+        let stale = group.current_leader().filter(|l| *l != node.id());
         if !router::leader_change(&group, stale, until).await {
             return result;
         }
@@ -58,10 +58,11 @@ pub async fn publish(
 /// refused before anything is proposed; consumers and acks go on, so the
 /// backlog that caused the alarm can drain.
 fn refuse_in_alarm(node: &Node, queue: &str) -> Result<(), ApiError> {
-    let Some((in_alarm, alarm)) = node.alarms.blocking(node.id, std::time::Instant::now()) else {
+    let Some((in_alarm, alarm)) = node.alarms().blocking(node.id(), std::time::Instant::now())
+    else {
         return Ok(());
     };
-    node.metrics.publishes_refused_by_alarm.inc();
+    node.metrics().publishes_refused_by_alarm.inc();
     Err(ApiError::Alarm {
         message: format!(
             "publish to queue '{queue}' refused: node {in_alarm} {alarm}; publishes resume when it clears, consumers and acks keep working"
@@ -127,27 +128,27 @@ async fn publish_once(
         key,
         messages,
     });
-    node.metrics.published_batches.inc();
+    node.metrics().published_batches.inc();
     let started = std::time::Instant::now();
     let outcome = propose_in_order(node, &group, cmd, req, &def.name).await;
-    node.metrics
+    node.metrics()
         .publish_commit_latency
         .observe(started.elapsed());
     match outcome {
         Ok(GroupResponse::Queue(Outcome::Published { offsets, duplicate })) => {
-            node.metrics.published_messages.add(offsets.len() as u64);
+            node.metrics().published_messages.add(offsets.len() as u64);
             if !duplicate {
                 group.counters.published.add(offsets.len() as u64);
             }
             Ok(PublishResponse {
                 offsets,
                 duplicate,
-                leader_id: node.id,
+                leader_id: node.id(),
             })
         }
         Ok(GroupResponse::Queue(Outcome::PublishRejected(e))) => {
             if matches!(e, PublishError::SequenceGap { .. }) {
-                node.metrics.publish_sequence_gaps.inc();
+                node.metrics().publish_sequence_gaps.inc();
             }
             Err(publish_error(&def.name, e))
         }
@@ -182,12 +183,12 @@ async fn propose_in_order(
         std::time::Instant::now(),
     );
     if let Turn::Wait(predecessors) = turn {
-        node.metrics.publishes_held_for_order.inc();
+        node.metrics().publishes_held_for_order.inc();
         if tokio::time::timeout(ORDER_WAIT, predecessors)
             .await
             .is_err()
         {
-            node.metrics.publish_order_timeouts.inc();
+            node.metrics().publish_order_timeouts.inc();
         }
     }
     let submitted = router::submit(group, cmd, queue).await;
@@ -217,7 +218,7 @@ async fn forward(
     req: &PublishRequest,
     hops: u32,
 ) -> Result<PublishResponse, ApiError> {
-    node.metrics.forwarded_requests.inc();
+    node.metrics().forwarded_requests.inc();
     let mut client = router::queue_client(node, addr)?;
     client
         .publish(router::forwarded(req.clone(), hops))

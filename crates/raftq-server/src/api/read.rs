@@ -10,10 +10,10 @@ use raftq_proto::v1::{Consistency, ReadRequest, ReadResponse, StoredMessage};
 use raftq_queue::StoredView;
 
 use crate::error::ApiError;
-use crate::network::pool::Lane;
-use crate::network::wire;
 use crate::node::{Group, Node};
 use crate::raft::state_machine::GroupState;
+use crate::raft::transport::pool::Lane;
+use crate::raft::transport::wire;
 use crate::router;
 
 const DEFAULT_COUNT: u32 = 100;
@@ -29,7 +29,7 @@ pub async fn read(node: &Arc<Node>, req: ReadRequest, hops: u32) -> Result<ReadR
         ApiError::InvalidArgument(format!("unknown consistency {}", req.consistency))
     })?;
     make_consistent(node, &group, consistency, req.max_lag, &def.name).await?;
-    node.metrics.reads_local.inc();
+    node.metrics().reads_local.inc();
     let count = match req.count {
         0 => DEFAULT_COUNT,
         n => n.min(MAX_COUNT),
@@ -50,7 +50,7 @@ pub async fn read(node: &Arc<Node>, req: ReadRequest, hops: u32) -> Result<ReadR
     };
     Ok(ReadResponse {
         messages,
-        node_id: node.id,
+        node_id: node.id(),
         applied_index: applied.last_applied.map(|l| l.index).unwrap_or(0),
     })
 }
@@ -83,7 +83,7 @@ pub(crate) async fn make_consistent(
             let started = std::time::Instant::now();
             let read_index = read_index(node, group, queue).await?;
             wait_applied(group, read_index, queue).await?;
-            node.metrics.read_index_wait.observe(started.elapsed());
+            node.metrics().read_index_wait.observe(started.elapsed());
         }
         Consistency::StaleOk if max_lag > 0 => {
             let metrics = group.raft.metrics().borrow().clone();
@@ -92,7 +92,7 @@ pub(crate) async fn make_consistent(
             if last_log.saturating_sub(applied) > max_lag {
                 return Err(ApiError::unavailable(format!(
                     "replica on node {} lags {} entries (> max_lag {max_lag})",
-                    node.id,
+                    node.id(),
                     last_log - applied,
                 )));
             }
@@ -126,15 +126,15 @@ pub(crate) async fn read_index(node: &Node, group: &Group, queue: &str) -> Resul
     let addr = group
         .member_addr(leader)
         .ok_or_else(|| ApiError::no_leader(queue))?;
-    node.metrics.read_index_requests.inc();
+    node.metrics().read_index_requests.inc();
     let channel = node
-        .pool
+        .pool()
         .get(&addr, Lane::Control)
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
     let mut client = RaftPeerClient::new(channel);
     let mut request = tonic::Request::new(RaftRequest {
         group: group.id,
-        from: node.id,
+        from: node.id(),
         payload: bytes::Bytes::new(),
         data: bytes::Bytes::new(),
     });
@@ -172,7 +172,7 @@ async fn forward(
     if hops >= router::MAX_HOPS {
         return Err(ApiError::unavailable("read forwarded too many times"));
     }
-    node.metrics.reads_forwarded.inc();
+    node.metrics().reads_forwarded.inc();
     let mut last_err = ApiError::unavailable("no replica of the queue is reachable");
     for (_, addr) in router::replica_addrs(node, replicas) {
         let mut client = router::queue_client(node, &addr)?;

@@ -19,8 +19,8 @@ use tokio_stream::StreamExt;
 use tonic::Status;
 
 use crate::api::read::{make_consistent, stored_message};
-use crate::catalog::{QueueDef, QueueKind};
 use crate::error::ApiError;
+use crate::meta::catalog::{QueueDef, QueueKind};
 use crate::node::{Group, Node};
 use crate::raft::state_machine::GroupState;
 use crate::router;
@@ -68,7 +68,7 @@ pub async fn read_stream(
         0 => DEFAULT_BATCH,
         n => n.min(MAX_BATCH),
     } as usize;
-    node.metrics.reads_local.inc();
+    node.metrics().reads_local.inc();
     let (tx, rx) = mpsc::channel(BUFFERED);
     tokio::spawn(serve(node.clone(), group, start, batch, tx));
     Ok(Box::pin(ReceiverStream::new(rx)))
@@ -131,7 +131,7 @@ async fn serve(
     batch: usize,
     tx: mpsc::Sender<Result<ReadStreamResponse, Status>>,
 ) {
-    let _reader = Gauge::enter(&node.metrics.stream_readers_local);
+    let _reader = Gauge::enter(&node.metrics().stream_readers_local);
     let mut applied_rx = group.shared.applied_index.subscribe();
     // The first response goes out at once, even empty: it tells the reader
     // which node serves it and where the stream stands.
@@ -155,7 +155,7 @@ async fn serve(
                 next = last.offset + 1;
             }
             (first || !messages.is_empty()).then(|| ReadStreamResponse {
-                node_id: node.id,
+                node_id: node.id(),
                 applied_index: applied.last_applied.map(|l| l.index).unwrap_or(0),
                 first_offset: s.first_offset(),
                 next_offset: s.next_offset(),
@@ -165,7 +165,7 @@ async fn serve(
         };
         if let Some(response) = response {
             first = false;
-            node.metrics
+            node.metrics()
                 .stream_messages_served
                 .add(response.messages.len() as u64);
             if tx.send(Ok(response)).await.is_err() {
@@ -200,7 +200,7 @@ async fn relay(
     if hops >= router::MAX_HOPS {
         return Err(ApiError::unavailable("stream read relayed too many times"));
     }
-    node.metrics.reads_forwarded.inc();
+    node.metrics().reads_forwarded.inc();
     let mut last_err =
         ApiError::unavailable(format!("no replica of stream '{}' is reachable", def.name));
     for (_, addr) in router::replica_addrs(node, &def.replicas) {
@@ -213,7 +213,7 @@ async fn relay(
                 let (tx, rx) = mpsc::channel(BUFFERED);
                 let node = node.clone();
                 tokio::spawn(async move {
-                    let _reader = Gauge::enter(&node.metrics.stream_readers_relayed);
+                    let _reader = Gauge::enter(&node.metrics().stream_readers_relayed);
                     let mut upstream = upstream.into_inner();
                     loop {
                         tokio::select! {

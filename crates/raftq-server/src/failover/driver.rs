@@ -11,10 +11,10 @@ use raftq_proto::internal::RaftRequest;
 
 use crate::failover::heartbeat::NodeHeartbeat;
 use crate::failover::supervisor::{Action, GroupView, Groups, Role, Why, NODE_HEARTBEAT_EVERY};
-use crate::network::client::process_is_gone;
-use crate::network::pool::Lane;
-use crate::network::wire;
 use crate::node::{Group, Node};
+use crate::raft::transport::client::process_is_gone;
+use crate::raft::transport::pool::Lane;
+use crate::raft::transport::wire;
 use crate::raft::types::{GroupId, NodeId};
 
 /// The node's groups as the supervisor sees them.
@@ -26,7 +26,7 @@ impl Groups for NodeGroups<'_> {
     }
 
     fn view(&self, id: GroupId) -> Option<GroupView> {
-        Some(view_of(self.0.group(id)?.as_ref(), self.0.id))
+        Some(view_of(self.0.group(id)?.as_ref(), self.0.id()))
     }
 }
 
@@ -59,7 +59,7 @@ fn view_of(group: &Group, me: NodeId) -> GroupView {
 }
 
 pub async fn run(node: Arc<Node>) {
-    let failover = node.failover.clone();
+    let failover = node.failover().clone();
     let mut beat = tokio::time::interval(NODE_HEARTBEAT_EVERY);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next = failover.now();
@@ -81,11 +81,11 @@ pub async fn run(node: Arc<Node>) {
 /// SIGTERM: hands every group this node leads to a follower and waits (a
 /// bounded time) until they have moved.
 pub async fn hand_off_leadership(node: &Arc<Node>) {
-    let mut done = node.failover.handed_off.subscribe();
-    node.failover.shutdown(&NodeGroups(node));
+    let mut done = node.failover().handed_off.subscribe();
+    node.failover().shutdown(&NodeGroups(node));
     // Sessions hosted here end now, so their consumers resubscribe elsewhere.
     for group in node.groups() {
-        node.sessions.close_group(group.id);
+        node.sessions().close_group(group.id);
     }
     let _ = done.wait_for(|d| *d).await;
 }
@@ -138,7 +138,7 @@ fn apply(node: &Arc<Node>, action: Action) {
                         elections = times,
                         "refused a candidate with a shorter log while the leader is silent: standing at once"
                     );
-                    node.metrics.outrun_elections.inc();
+                    node.metrics().outrun_elections.inc();
                 }
             }
             g.raft.runtime_config().tick(true);
@@ -175,7 +175,7 @@ fn apply(node: &Arc<Node>, action: Action) {
         }
         Action::HandOffDone { groups, moved } => {
             tracing::info!(groups, moved, "leadership handed off");
-            node.failover.handed_off.send_replace(true);
+            node.failover().handed_off.send_replace(true);
         }
     }
 }
@@ -191,13 +191,13 @@ async fn ask_to_campaign(
         .and_then(|g| g.member_addr(follower))
         .ok_or_else(|| format!("no address for node {follower}"))?;
     let channel = node
-        .pool
+        .pool()
         .get(&addr, Lane::Control)
         .map_err(|e| e.to_string())?;
     let payload = wire::encode(&(wait.as_millis() as u64)).map_err(|e| e.to_string())?;
     let mut request = tonic::Request::new(RaftRequest {
         group,
-        from: node.id,
+        from: node.id(),
         payload,
         data: Bytes::new(),
     });
@@ -210,14 +210,14 @@ async fn ask_to_campaign(
 }
 
 fn send_heartbeats(node: &Arc<Node>) {
-    let alarms = node.alarms.own();
+    let alarms = node.alarms().own();
     for (peer, addr) in node.peers() {
-        let beat = NodeHeartbeat::new(node.failover.beat_for(peer), alarms.clone());
+        let beat = NodeHeartbeat::new(node.failover().beat_for(peer), alarms.clone());
         let node = node.clone();
         tokio::spawn(async move {
             match node_heartbeat(&node, &addr, &beat).await {
-                Ok(()) => node.failover.heard(peer),
-                Err(status) if process_is_gone(&status) => node.failover.refused(peer),
+                Ok(()) => node.failover().heard(peer),
+                Err(status) if process_is_gone(&status) => node.failover().refused(peer),
                 Err(_) => {}
             }
         });
@@ -232,16 +232,16 @@ async fn node_heartbeat(
 ) -> Result<(), tonic::Status> {
     let payload = wire::encode(beat).map_err(|e| tonic::Status::internal(e.to_string()))?;
     let channel = node
-        .pool
+        .pool()
         .get(addr, Lane::Control)
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let mut request = tonic::Request::new(RaftRequest {
         group: 0,
-        from: node.id,
+        from: node.id(),
         payload,
         data: Bytes::new(),
     });
-    request.set_timeout(Duration::from_millis(node.config.election_timeout_min_ms));
+    request.set_timeout(Duration::from_millis(node.config().election_timeout_min_ms));
     RaftPeerClient::new(channel)
         .node_heartbeat(request)
         .await

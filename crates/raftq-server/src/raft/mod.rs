@@ -1,7 +1,9 @@
-//! openraft wiring: the type configuration, the state machine and when it
-//! snapshots.
+//! openraft wiring: the type configuration, the state machine, when it
+//! snapshots, and the gRPC transport between peers.
 
 pub mod background;
+pub mod snapshot_requests;
 pub mod snapshot_trigger;
 pub mod state_machine;
+pub mod transport;
 pub mod types;

@@ -21,10 +21,10 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::catalog::Catalog;
+use crate::leader::sessions::Sessions;
+use crate::meta::catalog::Catalog;
 use crate::raft::snapshot_trigger::{SnapshotTrigger, STATE_BYTES_PER_MESSAGE};
 use crate::raft::types::{GroupCommand, GroupId, GroupResponse, TypeConfig};
-use crate::sessions::Sessions;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum GroupState {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{CatalogCommand, CatalogOutcome};
+use crate::meta::catalog::{CatalogCommand, CatalogOutcome};
 
 openraft::declare_raft_types!(
     pub TypeConfig:

@@ -12,9 +12,9 @@ use tonic::{Request, Response, Status};
 use crate::failover::driver::NodeGroups;
 use crate::failover::heartbeat::NodeHeartbeat;
 use crate::failover::vote::{LogPos, VoteSeen, Voter};
-use crate::network::pool::CONTROL_PAYLOAD_MAX;
-use crate::network::wire;
 use crate::node::{Group, Node};
+use crate::raft::transport::pool::CONTROL_PAYLOAD_MAX;
+use crate::raft::transport::wire;
 use crate::raft::types::TypeConfig;
 
 pub struct PeerService {
@@ -23,7 +23,7 @@ pub struct PeerService {
 
 impl PeerService {
     fn group(&self, req: &RaftRequest) -> Result<Arc<Group>, Status> {
-        self.node.failover.heard(req.from);
+        self.node.failover().heard(req.from);
         self.running(req)
     }
 
@@ -33,7 +33,8 @@ impl PeerService {
         self.node.group(req.group).ok_or_else(|| {
             Status::not_found(format!(
                 "group {} is not running on node {}",
-                req.group, self.node.id
+                req.group,
+                self.node.id()
             ))
         })
     }
@@ -43,7 +44,7 @@ impl PeerService {
     /// The group a leader's replication request is for; hearing from it
     /// answers a quiet follower's refresh (see `failover::quiet`).
     fn leaders_group(&self, req: &RaftRequest) -> Result<Arc<Group>, Status> {
-        self.node.failover.append_from(req.group, req.from);
+        self.node.failover().append_from(req.group, req.from);
         self.running(req)
     }
 }
@@ -116,7 +117,7 @@ impl RaftPeer for PeerService {
             // A refusal for its log would delay the candidate's next election
             // by 2 x election_timeout_max; when this node stands itself
             // instead, the refusal is dropped, as if lost (see failover::vote).
-            if self.node.failover.vote_answered(group.id, voter, seen) {
+            if self.node.failover().vote_answered(group.id, voter, seen) {
                 return Err(Status::unavailable(
                     "voter refused the candidate's shorter log and stands itself",
                 ));
@@ -160,10 +161,10 @@ impl RaftPeer for PeerService {
         let req = request.into_inner();
         let (beat, alarms) = decode::<NodeHeartbeat>(&req)?.split();
         self.node
-            .alarms
+            .alarms()
             .heard_from(req.from, alarms, std::time::Instant::now());
         self.node
-            .failover
+            .failover()
             .node_heartbeat(req.from, &beat, &NodeGroups(&self.node));
         reply(&())
     }
@@ -178,7 +179,7 @@ impl RaftPeer for PeerService {
             Ok((read_log_id, _)) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
             Err(e) => Err(format!(
                 "node {} cannot serve a read index: {e}",
-                self.node.id
+                self.node.id()
             )),
         };
         reply(&result)

@@ -20,9 +20,9 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::failover::Failover;
-use crate::network::pool::{ChannelPool, Lane};
-use crate::network::wire;
+use crate::failover::handle::Failover;
+use crate::raft::transport::pool::{ChannelPool, Lane};
+use crate::raft::transport::wire;
 use crate::raft::types::{entry_bytes, GroupId, NodeId, TypeConfig};
 
 /// Slowest transfer rate a bulk request is given time for: a 32 MiB batch gets

@@ -67,7 +67,7 @@ pub async fn run(node: Arc<Node>, group: Arc<Group>, queue: String) {
             _ = sleep_or_forever(wait) => {}
             _ = group.shared.dead_letters.notified() => {}
         }
-        if node.failover.draining() {
+        if node.failover().draining() {
             // Shutting down: propose nothing, so followers' leases can expire.
             continue;
         }
@@ -76,7 +76,7 @@ pub async fn run(node: Arc<Node>, group: Arc<Group>, queue: String) {
             if was_leader {
                 tracing::info!(%queue, "lost leadership: ending consumer sessions hosted here");
                 group.consumers_ready_term.store(0, Ordering::SeqCst);
-                node.sessions.close_group(group.id);
+                node.sessions().close_group(group.id);
             }
             was_leader = false;
             continue;
@@ -89,9 +89,9 @@ pub async fn run(node: Arc<Node>, group: Arc<Group>, queue: String) {
             let reset = Command::ResetConsumers { now_ms: now_ms() };
             match group.raft.client_write(GroupCommand::Queue(reset)).await {
                 Ok(_) => {
-                    node.sessions.close_group(group.id);
+                    node.sessions().close_group(group.id);
                     group.consumers_ready_term.store(term, Ordering::SeqCst);
-                    node.metrics.elections_won.inc();
+                    node.metrics().elections_won.inc();
                     tracing::info!(%queue, term, "leader ready: consumers reset");
                 }
                 Err(e) => tracing::debug!(%queue, "reset consumers not committed: {e}"),
