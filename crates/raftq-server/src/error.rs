@@ -148,6 +148,14 @@ impl ApiError {
     }
 }
 
+/// A remote node's answer, passed through unchanged (its code, message and
+/// typed details).
+impl From<Status> for ApiError {
+    fn from(status: Status) -> Self {
+        ApiError::from_peer(&status)
+    }
+}
+
 impl From<ApiError> for Status {
     fn from(e: ApiError) -> Self {
         match e {

@@ -14,6 +14,7 @@ pub mod boot;
 pub mod config;
 pub mod error;
 pub mod failover;
+pub mod ids;
 pub mod leader;
 pub mod meta;
 pub mod metrics;

@@ -10,7 +10,7 @@ use openraft::error::ClientWriteError;
 use openraft::raft::responder::Responder;
 use openraft::RaftTypeConfig;
 use raftq_proto::v1::queue_service_client::QueueServiceClient;
-use raftq_proto::v1::{PublishMessage, PublishRequest};
+
 use tonic::metadata::MetadataMap;
 
 use crate::error::{ApiError, Applied};
@@ -231,36 +231,11 @@ pub async fn queue_def(node: &Node, name: &str) -> Result<QueueDef, ApiError> {
         return Ok(def);
     }
     if let Some(meta) = node.meta() {
-        let index = crate::api::read::read_index(node, &meta, "metadata").await?;
-        crate::api::read::wait_applied(&meta, index, "metadata").await?;
+        let index = crate::api::read_index::read_index(node, &meta, "metadata").await?;
+        crate::api::read_index::wait_applied(&meta, index, "metadata").await?;
     }
     node.queue_def(name)
         .ok_or_else(|| ApiError::unknown_queue(name))
-}
-
-/// Publishes from inside the cluster (dead letters), through the same path as a
-/// client's idempotent publish.
-pub async fn publish_internal(
-    node: &Arc<Node>,
-    queue: &str,
-    producer_id: String,
-    sequence: u64,
-    messages: Vec<raftq_queue::Message>,
-) -> Result<(), ApiError> {
-    let req = PublishRequest {
-        key: None,
-        queue: queue.to_string(),
-        messages: messages
-            .into_iter()
-            .map(|m| PublishMessage {
-                payload: m.payload,
-                headers: m.headers.into_iter().collect(),
-            })
-            .collect(),
-        producer_id,
-        sequence,
-    };
-    crate::api::publish::publish(node, req, 0).await.map(|_| ())
 }
 
 pub fn queue_client(

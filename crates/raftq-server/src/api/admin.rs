@@ -137,35 +137,6 @@ fn check_kind_options(kind: QueueKind, o: &ProtoOptions) -> Result<(), ApiError>
     )))
 }
 
-pub fn options_to_proto(spec: &QueueSpec) -> ProtoOptions {
-    let o = &spec.options;
-    ProtoOptions {
-        kind: match spec.kind {
-            QueueKind::Work => ProtoKind::Work,
-            QueueKind::Stream => ProtoKind::Stream,
-        } as i32,
-        replicas: match spec.replicas {
-            ReplicaCount::Count(n) => n,
-            ReplicaCount::All => 0,
-        },
-        replicas_all: spec.replicas == ReplicaCount::All,
-        max_deliveries: o.max_deliveries.unwrap_or(0),
-        dead_letter_queue: o.dead_letter_queue.clone().unwrap_or_default(),
-        message_ttl_ms: o.message_ttl_ms.unwrap_or(0),
-        max_length: o.max_length.unwrap_or(0),
-        max_bytes: o.max_bytes.unwrap_or(0),
-        overflow: match o.overflow {
-            Overflow::RejectPublish => ProtoOverflow::RejectPublish,
-            Overflow::DropHead => ProtoOverflow::DropHead,
-        } as i32,
-        ack_timeout_ms: o.ack_timeout_ms.unwrap_or(0),
-        max_message_bytes: o.max_message_bytes,
-        dedup_window: o.dedup_window,
-        single_active_consumer: o.single_active_consumer,
-        max_age_ms: o.max_age_ms.unwrap_or(0),
-    }
-}
-
 fn admin_client(
     node: &Node,
     addr: &str,
@@ -242,7 +213,7 @@ pub async fn create_queue(
                 .create_queue(router::forwarded(req, hops))
                 .await
                 .map(|r| r.into_inner())
-                .map_err(crate::api::publish::status_to_api);
+                .map_err(ApiError::from);
         }
     };
     // Return once the queue can take writes, so a publish right after creation
@@ -279,7 +250,7 @@ pub async fn delete_queue(
                 .delete_queue(router::forwarded(req, hops))
                 .await
                 .map(|_| ())
-                .map_err(crate::api::publish::status_to_api)
+                .map_err(ApiError::from)
         }
     }
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use raftq_proto::v1::{CommitOffsetRequest, CommitOffsetResponse};
 use raftq_queue::{Command, Outcome};
 
-use crate::api::publish::status_to_api;
 use crate::api::stream::{stream_def, MAX_CONSUMER_NAME};
 use crate::error::ApiError;
 use crate::node::{now_ms, Node};
@@ -65,5 +64,5 @@ async fn forward(
         .commit_offset(router::forwarded(req, hops))
         .await
         .map(|r| r.into_inner())
-        .map_err(status_to_api)
+        .map_err(ApiError::from)
 }

@@ -291,6 +291,6 @@ async fn proxy(
     let response = client
         .consume(router::forwarded(upstream, hops))
         .await
-        .map_err(crate::api::publish::status_to_api)?;
+        .map_err(ApiError::from)?;
     Ok(Box::pin(response.into_inner()))
 }

@@ -5,11 +5,15 @@ use std::time::Duration;
 
 use openraft::ServerState;
 use raftq_proto::v1::admin_service_client::AdminServiceClient;
-use raftq_proto::v1::{Consistency, GetQueueRequest, QueueInfo, ReplicaStatus};
+use raftq_proto::v1::{
+    Consistency, GetQueueRequest, Overflow as ProtoOverflow, QueueInfo, QueueKind as ProtoKind,
+    QueueOptions as ProtoOptions, ReplicaStatus,
+};
 
-use crate::api::admin::options_to_proto;
+use raftq_queue::Overflow;
+
 use crate::error::ApiError;
-use crate::meta::catalog::QueueDef;
+use crate::meta::catalog::{QueueDef, QueueKind, QueueSpec, ReplicaCount};
 use crate::node::{Group, Node};
 use crate::raft::state_machine::GroupState;
 use crate::raft::transport::pool::Lane;
@@ -127,4 +131,33 @@ pub async fn queue_info(
         }
     }
     Ok(base_info(node, def))
+}
+
+pub fn options_to_proto(spec: &QueueSpec) -> ProtoOptions {
+    let o = &spec.options;
+    ProtoOptions {
+        kind: match spec.kind {
+            QueueKind::Work => ProtoKind::Work,
+            QueueKind::Stream => ProtoKind::Stream,
+        } as i32,
+        replicas: match spec.replicas {
+            ReplicaCount::Count(n) => n,
+            ReplicaCount::All => 0,
+        },
+        replicas_all: spec.replicas == ReplicaCount::All,
+        max_deliveries: o.max_deliveries.unwrap_or(0),
+        dead_letter_queue: o.dead_letter_queue.clone().unwrap_or_default(),
+        message_ttl_ms: o.message_ttl_ms.unwrap_or(0),
+        max_length: o.max_length.unwrap_or(0),
+        max_bytes: o.max_bytes.unwrap_or(0),
+        overflow: match o.overflow {
+            Overflow::RejectPublish => ProtoOverflow::RejectPublish,
+            Overflow::DropHead => ProtoOverflow::DropHead,
+        } as i32,
+        ack_timeout_ms: o.ack_timeout_ms.unwrap_or(0),
+        max_message_bytes: o.max_message_bytes,
+        dedup_window: o.dedup_window,
+        single_active_consumer: o.single_active_consumer,
+        max_age_ms: o.max_age_ms.unwrap_or(0),
+    }
 }

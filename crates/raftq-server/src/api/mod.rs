@@ -10,6 +10,7 @@ pub mod publish;
 pub mod publish_key;
 pub mod queue_service;
 pub mod read;
+pub mod read_index;
 pub mod stream;
 
 /// Largest gRPC response we send or read back from a peer (a page of reads);

@@ -224,11 +224,5 @@ async fn forward(
         .publish(router::forwarded(req.clone(), hops))
         .await
         .map(|r| r.into_inner())
-        .map_err(status_to_api)
-}
-
-/// Passes a remote node's answer through unchanged (its code, message and
-/// typed details).
-pub fn status_to_api(s: tonic::Status) -> ApiError {
-    ApiError::from_peer(&s)
+        .map_err(ApiError::from)
 }

@@ -227,7 +227,7 @@ async fn relay(
                 });
                 return Ok(Box::pin(ReceiverStream::new(rx)));
             }
-            Err(s) => last_err = crate::api::publish::status_to_api(s),
+            Err(s) => last_err = ApiError::from(s),
         }
     }
     Err(last_err)

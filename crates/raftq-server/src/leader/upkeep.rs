@@ -9,7 +9,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use raftq_proto::v1::{PublishMessage, PublishRequest};
 use raftq_queue::{Command, DeadLetter, Outcome};
+
+use crate::error::ApiError;
 
 use crate::node::{now_ms, Group, Node};
 use crate::raft::state_machine::GroupState;
@@ -139,9 +142,7 @@ async fn forward_dead_letters(node: &Arc<Node>, group: &Group, queue: &str) {
             .headers
             .insert("x-death-queue".to_string(), queue.to_string());
         let producer = format!("raftq-dlx/{queue}");
-        match crate::router::publish_internal(node, &dl.target, producer, dl.seq, vec![message])
-            .await
-        {
+        match publish_internal(node, &dl.target, producer, dl.seq, vec![message]).await {
             Ok(()) => confirmed_up_to = Some(dl.seq),
             Err(e) => {
                 tracing::warn!(%queue, target = %dl.target, "dead letter not delivered yet: {e}");
@@ -157,4 +158,29 @@ async fn forward_dead_letters(node: &Arc<Node>, group: &Group, queue: &str) {
             }
         }
     }
+}
+
+/// Publishes from inside the cluster (dead letters), through the same path as a
+/// client's idempotent publish.
+async fn publish_internal(
+    node: &Arc<Node>,
+    queue: &str,
+    producer_id: String,
+    sequence: u64,
+    messages: Vec<raftq_queue::Message>,
+) -> Result<(), ApiError> {
+    let req = PublishRequest {
+        key: None,
+        queue: queue.to_string(),
+        messages: messages
+            .into_iter()
+            .map(|m| PublishMessage {
+                payload: m.payload,
+                headers: m.headers.into_iter().collect(),
+            })
+            .collect(),
+        producer_id,
+        sequence,
+    };
+    crate::api::publish::publish(node, req, 0).await.map(|_| ())
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::raft::types::{GroupId, NodeId};
+use crate::ids::{GroupId, NodeId};
 
 pub const MAX_QUEUE_NAME_LEN: usize = 200;
 pub const DEFAULT_REPLICAS: u32 = 3;

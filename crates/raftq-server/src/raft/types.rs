@@ -19,11 +19,7 @@ openraft::declare_raft_types!(
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;
-pub type NodeId = u64;
-pub type GroupId = u64;
-
-/// Group 0 holds the catalog: nodes and queue definitions.
-pub const METADATA_GROUP: GroupId = 0;
+pub use crate::ids::{GroupId, NodeId, METADATA_GROUP};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum GroupCommand {
