@@ -5,7 +5,7 @@
 #   scripts/bench-read.sh [--runs N] [--cpu-per-node CORES] [--duration D] [--out FILE]
 #
 # Starts a fresh local 3-node release cluster, loads a stream (20,000 x 256 B),
-# then runs `raftq bench read --spread leader` and `--spread replicas`
+# then runs `raftq-bench read --spread leader` and `--spread replicas`
 # alternately, N times each (default 3), and writes medians (min-max) and their
 # ratio to bench/results/read.md (or --out), the raw JSON lines beside it.
 #
@@ -34,7 +34,7 @@ done
 
 export RAFTQ_CLUSTER_DIR="${RAFTQ_CLUSTER_DIR:-.bench-read-cluster}"
 export RAFTQ_BASE_PORT="${RAFTQ_BASE_PORT:-7501}"
-RAFTQ="${CARGO_TARGET_DIR:-target}/release/raftq"
+RAFTQ_BENCH="${CARGO_TARGET_DIR:-target}/release/raftq-bench"
 SERVERS="127.0.0.1:$RAFTQ_BASE_PORT,127.0.0.1:$((RAFTQ_BASE_PORT + 1)),127.0.0.1:$((RAFTQ_BASE_PORT + 2))"
 RAW="${OUT%.md}.jsonl"
 mkdir -p "$(dirname "$OUT")"
@@ -90,10 +90,10 @@ if [[ $CPU != 0 ]]; then
 fi
 echo "CPU per node: $CAPPED"
 
-raftq() { "$RAFTQ" --servers "$SERVERS" "$@"; }
+raftq_bench() { "$RAFTQ_BENCH" --servers "$SERVERS" "$@"; }
 for ((run = 1; run <= RUNS; run++)); do
   for spread in leader replicas; do
-    line=$(raftq --json bench read --spread "$spread" --duration "$DURATION" | tail -1)
+    line=$(raftq_bench --json read --spread "$spread" --duration "$DURATION" | tail -1)
     echo "{\"spread\":\"$spread\",\"run\":$run,\"result\":$line}" >>"$RAW"
     echo "  run $run $spread: $line"
   done

@@ -9,6 +9,7 @@
 # messages per second offered), W5 (SIGKILL of the leader) and W5p (SIGSTOP of the
 # leader) N times each (default 3), then throughput with 10 and 100 queues, the
 # idle cost of 1,000 queues, and memory/restart with 1,000,000 messages.
+# Each workload is a `raftq-bench` command; `raftq` deletes its queue after it.
 # Writes a markdown table of medians (min-max) with the targets beside them to
 # bench/results/latest.md (or --out), the raw JSON lines beside it.
 # --quick: a few hundred messages per workload, 1 run, no scale/idle/memory
@@ -31,6 +32,7 @@ done
 export RAFTQ_CLUSTER_DIR="${RAFTQ_CLUSTER_DIR:-.bench-cluster}"
 export RAFTQ_BASE_PORT="${RAFTQ_BASE_PORT:-7401}"
 RAFTQ="${CARGO_TARGET_DIR:-target}/release/raftq"
+RAFTQ_BENCH="${CARGO_TARGET_DIR:-target}/release/raftq-bench"
 SERVERS="127.0.0.1:$RAFTQ_BASE_PORT,127.0.0.1:$((RAFTQ_BASE_PORT + 1)),127.0.0.1:$((RAFTQ_BASE_PORT + 2))"
 RAW="${OUT%.md}.jsonl"
 mkdir -p "$(dirname "$OUT")"
@@ -47,13 +49,14 @@ fresh_cluster() {
 }
 fresh_cluster
 raftq() { "$RAFTQ" --servers "$SERVERS" "$@"; }
+raftq_bench() { "$RAFTQ_BENCH" --servers "$SERVERS" "$@"; }
 
 # One JSON result line per run, tagged with the workload name of the table.
 record() {
   local tag=$1
   shift
   local line
-  line=$(raftq --json "$@" | tail -1)
+  line=$(raftq_bench --json "$@" | tail -1)
   echo "{\"tag\":\"$tag\",\"result\":$line}" >>"$RAW"
   echo "  $tag: $line"
 }
@@ -73,32 +76,32 @@ done_with() { raftq queue delete "$1" >/dev/null; }
 
 for ((run = 1; run <= RUNS; run++)); do
   echo "run $run/$RUNS"
-  record W1 bench publish --queue "w1-$run" --inflight 256 --batch 256 "${W1[@]}"
+  record W1 publish --queue "w1-$run" --inflight 256 --batch 256 "${W1[@]}"
   done_with "w1-$run"
-  record W2 bench sync --queue "w2-$run" "${W2[@]}"
+  record W2 sync --queue "w2-$run" "${W2[@]}"
   done_with "w2-$run"
-  record W3 bench e2e --queue "w3-$run" --inflight 256 --batch 256 --prefetch 256 "${W3[@]}"
+  record W3 e2e --queue "w3-$run" --inflight 256 --batch 256 --prefetch 256 "${W3[@]}"
   done_with "w3-$run"
-  record W3R15 bench e2e --queue "w3r15-$run" --inflight 256 --batch 256 --prefetch 256 --rate 15000 "${W3R15[@]}"
+  record W3R15 e2e --queue "w3r15-$run" --inflight 256 --batch 256 --prefetch 256 --rate 15000 "${W3R15[@]}"
   done_with "w3r15-$run"
-  record W3R30 bench e2e --queue "w3r30-$run" --inflight 256 --batch 256 --prefetch 256 --rate 30000 "${W3R30[@]}"
+  record W3R30 e2e --queue "w3r30-$run" --inflight 256 --batch 256 --prefetch 256 --rate 30000 "${W3R30[@]}"
   done_with "w3r30-$run"
-  record W5 bench failover --queue "w5-$run" --rate 1000 --fault kill "${W5[@]}" \
+  record W5 failover --queue "w5-$run" --rate 1000 --fault kill "${W5[@]}" \
     --pid-dir "$RAFTQ_CLUSTER_DIR/pids" --restart-cmd "scripts/cluster.sh restart {id} >/dev/null"
-  record W5p bench failover --queue "w5p-$run" --rate 1000 --fault pause "${W5[@]}" \
+  record W5p failover --queue "w5p-$run" --rate 1000 --fault pause "${W5[@]}" \
     --pid-dir "$RAFTQ_CLUSTER_DIR/pids"
 done
 
 if ((!QUICK)); then
   echo "scale"
-  record Q10 bench publish --queue q10 --queues 10 --producers 10 --inflight 256 --count 200000
-  record Q100 bench publish --queue q100 --queues 100 --producers 100 --inflight 64 --count 200000
+  record Q10 publish --queue q10 --queues 10 --producers 10 --inflight 256 --count 200000
+  record Q100 publish --queue q100 --queues 100 --producers 100 --inflight 64 --count 200000
   echo "idle cost of 1000 queues (fresh cluster)"
   fresh_cluster
-  record IDLE1000 bench idle --queues 1000 --measure 30s --pid-dir "$RAFTQ_CLUSTER_DIR/pids"
+  record IDLE1000 idle --queues 1000 --measure 30s --pid-dir "$RAFTQ_CLUSTER_DIR/pids"
   echo "memory and restart with 1,000,000 messages (fresh cluster)"
   fresh_cluster
-  record MEM1M bench backlog --queue mem --count 1000000 --pid-dir "$RAFTQ_CLUSTER_DIR/pids" \
+  record MEM1M backlog --queue mem --count 1000000 --pid-dir "$RAFTQ_CLUSTER_DIR/pids" \
     --restart-cmd "scripts/cluster.sh restart {id} >/dev/null"
 fi
 

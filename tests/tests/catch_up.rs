@@ -3,7 +3,7 @@
 //! interval (50 ms) to complete; when a request could carry a thousand
 //! entries of whole client batches, a lagging follower's catch-up request
 //! never fit, timed out forever, and the group lost its quorum as soon as
-//! another node failed (found by `raftq bench failover`).
+//! another node failed (found by `raftq-bench failover`).
 
 use std::time::Duration;
 

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use raftq_client::{Client, ClusterStatusResponse, QueueInfo};
+use raftq_cmdline::outln;
 use serde_json::json;
 
 use crate::ha;
-use crate::outln;
-use crate::output::{kind_name, leader_text, queue_json};
+use crate::queue_display::{kind_name, leader_text, queue_json};
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {

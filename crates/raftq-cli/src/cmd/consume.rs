@@ -8,9 +8,8 @@ use clap::Args;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use raftq_client::{Client, Consumer, Delivery, Error, QueueKind, Settlement, StreamStart};
+use raftq_cmdline::outln;
 use serde_json::json;
-
-use crate::outln;
 
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
@@ -26,7 +25,7 @@ pub struct ConsumeArgs {
         long = "timeout-idle",
         visible_alias = "idle",
         default_value = "2s",
-        value_parser = crate::duration::parse
+        value_parser = raftq_cmdline::duration::parse
     )]
     pub(crate) timeout_idle: Duration,
     /// Streams: where to start: first, last, next, an offset, or @UNIX_MS (the

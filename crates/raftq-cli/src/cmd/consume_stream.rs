@@ -5,10 +5,10 @@
 use std::time::Instant;
 
 use raftq_client::{Client, StreamOptions, StreamReader, StreamStart};
+use raftq_cmdline::outln;
 use serde_json::json;
 
 use crate::cmd::consume::ConsumeArgs;
-use crate::outln;
 
 /// `first`, `last`, `next`, an offset, or `@UNIX_MS`.
 pub fn parse_start(s: &str) -> Result<StreamStart, String> {

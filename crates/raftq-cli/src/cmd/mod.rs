@@ -1,6 +1,5 @@
 //! One module per command.
 
-pub mod bench;
 pub mod cluster;
 pub mod consume;
 pub mod consume_stream;

@@ -10,11 +10,10 @@ use clap::Args;
 use futures::stream::{FuturesUnordered, StreamExt};
 use indicatif::ProgressBar;
 use raftq_client::{Client, Error, ProducerOptions, PublishMessage};
+use raftq_cmdline::outln;
+use raftq_cmdline::output::{per_second, progress, short_duration};
 use serde_json::json;
 use tokio::sync::mpsc;
-
-use crate::outln;
-use crate::output::{per_second, progress, short_duration};
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {

@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use raftq_client::{Client, Overflow, QueueKind, QueueOptions};
+use raftq_cmdline::outln;
 use serde_json::json;
 
-use crate::outln;
-use crate::output::{kind_name, leader_text, queue_json};
+use crate::queue_display::{kind_name, leader_text, queue_json};
 
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
@@ -48,7 +48,7 @@ pub struct CreateArgs {
     #[arg(long = "dead-letter")]
     dead_letter: Option<String>,
     /// How long a ready message may wait, e.g. 30s.
-    #[arg(long, value_parser = crate::duration::parse)]
+    #[arg(long, value_parser = raftq_cmdline::duration::parse)]
     message_ttl: Option<Duration>,
     /// Most messages stored (work: ready + unacked; stream: retained, oldest
     /// removed first).
@@ -58,13 +58,13 @@ pub struct CreateArgs {
     #[arg(long)]
     max_bytes: Option<u64>,
     /// Streams: remove messages older than this, e.g. 7d or 12h.
-    #[arg(long, value_parser = crate::duration::parse)]
+    #[arg(long, value_parser = raftq_cmdline::duration::parse)]
     max_age: Option<Duration>,
     /// What a publish past max-length / max-bytes does.
     #[arg(long, value_enum, default_value = "reject-publish")]
     overflow: OverflowArg,
     /// How long a consumer may hold a message unacked, e.g. 5m.
-    #[arg(long, value_parser = crate::duration::parse)]
+    #[arg(long, value_parser = raftq_cmdline::duration::parse)]
     ack_timeout: Option<Duration>,
     /// Largest message accepted, in bytes.
     #[arg(long)]

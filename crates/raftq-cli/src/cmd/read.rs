@@ -3,9 +3,8 @@
 
 use clap::{Args, ValueEnum};
 use raftq_client::{Client, Consistency};
+use raftq_cmdline::outln;
 use serde_json::json;
-
-use crate::outln;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ConsistencyArg {

@@ -1,4 +1,4 @@
-//! `raftq bench failover` (W5 / W5p): publish at a fixed rate, take the queue's
+//! `raftq-bench failover` (W5 / W5p): publish at a fixed rate, take the queue's
 //! leader down (SIGKILL, or SIGSTOP for a silent failure), and measure the
 //! longest time without a confirm. Each round brings the node back (restart
 //! command, or SIGCONT) and waits for it before the next.
@@ -15,12 +15,12 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use raftq_client::{Client, PublishMessage};
+use raftq_cmdline::outln;
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use super::procstat::{pid_of, signal};
-use super::{ensure_queue, BenchArgs};
-use crate::outln;
+use crate::procstat::{pid_of, signal};
+use crate::workload::{ensure_queue, BenchArgs};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Fault {
@@ -61,16 +61,16 @@ pub struct FailoverArgs {
     #[arg(long)]
     pub restart_cmd: Option<String>,
     /// How long a paused leader stays paused.
-    #[arg(long, default_value = "5s", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "5s", value_parser = raftq_cmdline::duration::parse)]
     pub pause_for: Duration,
     /// Steady publishing before each fault.
-    #[arg(long, default_value = "2s", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "2s", value_parser = raftq_cmdline::duration::parse)]
     pub warmup: Duration,
     /// Publishing after confirms resume, before the node is brought back.
-    #[arg(long, default_value = "1s", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "1s", value_parser = raftq_cmdline::duration::parse)]
     pub settle: Duration,
     /// Give up on a round when no confirm comes for this long.
-    #[arg(long, default_value = "30s", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "30s", value_parser = raftq_cmdline::duration::parse)]
     pub give_up: Duration,
 }
 
@@ -192,7 +192,7 @@ pub async fn run(client: &Client, args: &FailoverArgs, json_out: bool) -> anyhow
         &BenchArgs {
             queue: args.queue.clone(),
             replicas: args.replicas,
-            ..crate::cmd::bench::default_bench_args()
+            ..crate::workload::default_bench_args()
         },
     )
     .await?;

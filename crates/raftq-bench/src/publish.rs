@@ -1,4 +1,4 @@
-//! `raftq bench publish`, and the producer side of `bench e2e`.
+//! `raftq-bench publish`, and the producer side of `e2e`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,12 +11,12 @@ use futures::FutureExt;
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use raftq_client::{Client, Error, ProducerOptions, PublishMessage};
+use raftq_cmdline::output::progress;
 use serde_json::json;
 
-use super::pace::Pace;
-use super::report::{self, histogram, Measured};
-use super::{ensure_queue, queue_of, validate, BenchArgs};
-use crate::output::progress;
+use crate::pace::Pace;
+use crate::report::{self, histogram, Measured};
+use crate::workload::{ensure_queue, queue_of, validate, BenchArgs};
 
 /// Headers of e2e messages: when sent, and by which run.
 pub const SENT_AT_HEADER: &str = "x-bench-sent-us";

@@ -1,4 +1,4 @@
-//! `raftq bench read`: stream read throughput with readers spread over the
+//! `raftq-bench read`: stream read throughput with readers spread over the
 //! stream's replicas or all on its leader. Each reader makes full passes over
 //! a preloaded stream (first offset to the end as loaded), each pass a new
 //! ReadStream served by the node the reader is pinned to.
@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use raftq_client::{Client, Error, QueueKind, QueueOptions, StreamOptions, StreamStart};
+use raftq_cmdline::output::progress;
 use serde_json::json;
 
-use super::report::{self, histogram, Measured};
-use crate::output::progress;
+use crate::report::{self, histogram, Measured};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Spread {
@@ -42,7 +42,7 @@ pub struct ReadArgs {
     #[arg(long, value_enum, default_value = "replicas")]
     pub spread: Spread,
     /// Read for this long (passes in progress then finish).
-    #[arg(long, default_value = "20s", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "20s", value_parser = raftq_cmdline::duration::parse)]
     pub duration: Duration,
     /// Most messages per server response.
     #[arg(long, default_value_t = 1024)]
@@ -67,6 +67,11 @@ pub async fn run(client: &Client, args: &ReadArgs, json_out: bool) -> anyhow::Re
         Spread::Leader => vec![info.leader_id],
         Spread::Replicas => info.replicas.clone(),
     };
+    anyhow::ensure!(
+        !targets.is_empty(),
+        "the stream '{}' lists no replicas",
+        args.queue
+    );
     let total = Arc::new(AtomicU64::new(0));
     let per_node: Arc<Mutex<BTreeMap<u64, u64>>> = Arc::default();
     let passes = Arc::new(Mutex::new(histogram()));

@@ -1,16 +1,15 @@
-//! Everything printed: stdout lines that stop quietly on a closed pipe, the
-//! JSON shape of a queue, progress bars on stderr, one-line errors.
+//! Everything printed: stdout lines that stop quietly on a closed pipe,
+//! progress bars on stderr, short figures for tables, one-line errors.
 
 use std::fmt;
 use std::io::Write;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use raftq_client::{QueueInfo, QueueKind};
-use serde_json::{json, Value};
 
 /// Prints one line to stdout; a closed pipe becomes an error the caller
-/// propagates (and `main` treats as a quiet exit) instead of a panic.
+/// propagates (and [`exit_code`] treats as a quiet exit) instead of a panic.
 pub fn line(args: fmt::Arguments<'_>) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_fmt(args)?;
@@ -57,61 +56,18 @@ pub fn quiet_panics() {
     }));
 }
 
-pub fn leader_text(id: u64) -> String {
-    if id == 0 {
-        "none".into()
-    } else {
-        id.to_string()
+/// How a tool's run ends: the error, if any, as one line on stderr and a
+/// failure exit code.
+pub fn exit_code(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // `raftq consume | head`: the reader left, nothing to report.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
     }
-}
-
-pub fn kind_name(kind: i32) -> &'static str {
-    if kind == QueueKind::Stream as i32 {
-        "stream"
-    } else {
-        "work"
-    }
-}
-
-/// The JSON shape of a queue everywhere in the CLI.
-pub fn queue_json(q: &QueueInfo) -> Value {
-    let o = q.options.clone().unwrap_or_default();
-    json!({
-        "name": q.name,
-        "kind": kind_name(o.kind),
-        "leader": q.leader_id,
-        "replicas": q.replicas,
-        "depth": q.depth,
-        "ready": q.ready,
-        "unacked": q.unacked,
-        "consumers": q.consumers,
-        "term": q.term,
-        "applied_index": q.applied_index,
-        "group_id": q.group_id,
-        "answered_by": q.answered_by,
-        "bytes": q.bytes,
-        "first_offset": q.first_offset,
-        "next_offset": q.next_offset,
-        "consumer_offsets": q.consumer_offsets,
-        "replica_status": q.replica_status.iter().map(|r| json!({
-            "node": r.node_id, "matched_index": r.matched_index, "lag": r.lag,
-            "lag_bytes": r.lag_bytes, "snapshot_bytes_sent": r.snapshot_bytes_sent
-        })).collect::<Vec<_>>(),
-        "options": {
-            "replicas": if o.replicas_all { json!("all") } else { json!(o.replicas) },
-            "max_deliveries": o.max_deliveries,
-            "dead_letter_queue": o.dead_letter_queue,
-            "message_ttl_ms": o.message_ttl_ms,
-            "max_length": o.max_length,
-            "max_bytes": o.max_bytes,
-            "overflow": if o.overflow == 1 { "drop-head" } else { "reject-publish" },
-            "ack_timeout_ms": o.ack_timeout_ms,
-            "max_message_bytes": o.max_message_bytes,
-            "dedup_window": o.dedup_window,
-            "single_active_consumer": o.single_active_consumer,
-            "max_age_ms": o.max_age_ms,
-        },
-    })
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).
@@ -159,19 +115,11 @@ mod tests {
     }
 
     #[test]
-    fn queue_json_has_what_scripts_read() {
-        let q = QueueInfo {
-            name: "q".into(),
-            leader_id: 2,
-            replicas: vec![1, 2, 3],
-            depth: 5,
-            ..Default::default()
-        };
-        let v = queue_json(&q);
-        assert_eq!(v["leader"], 2);
-        assert_eq!(v["replicas"], json!([1, 2, 3]));
-        assert_eq!(v["depth"], 5);
-        assert_eq!(v["kind"], "work");
+    fn a_closed_pipe_is_a_quiet_success() {
+        let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "closed");
+        assert_eq!(exit_code(Err(io.into())), ExitCode::SUCCESS);
+        assert_eq!(exit_code(Ok(())), ExitCode::SUCCESS);
+        assert_eq!(exit_code(Err(anyhow::anyhow!("boom"))), ExitCode::FAILURE);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `raftq bench backlog`: memory with a large backlog, and how fast a node
+//! `raftq-bench backlog`: memory with a large backlog, and how fast a node
 //! restarted on it serves again. Publishes `--count` messages into one queue,
 //! reads every node's resident memory, restarts the queue's leader with
 //! `--restart-cmd`, and times until that node answers a local (stale-ok) read
@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use raftq_client::{Client, ClientOptions, Consistency};
+use raftq_cmdline::outln;
+use raftq_cmdline::output::progress;
 use serde_json::json;
 
-use super::procstat::{pid_of, rss_bytes};
-use super::publish::run_producers;
-use super::{ensure_queue, BenchArgs};
-use crate::outln;
-use crate::output::progress;
+use crate::procstat::{pid_of, rss_bytes};
+use crate::publish::run_producers;
+use crate::workload::{ensure_queue, BenchArgs};
 
 #[derive(Debug, Args, Clone)]
 pub struct BacklogArgs {
@@ -52,7 +52,7 @@ pub async fn run(client: &Client, args: &BacklogArgs, json_out: bool) -> anyhow:
         inflight: 1024,
         batch: 256,
         producers: 2,
-        ..super::default_bench_args()
+        ..crate::workload::default_bench_args()
     };
     ensure_queue(client, &publish).await?;
     let bar = progress(args.count, "fill");
@@ -88,7 +88,7 @@ pub async fn run(client: &Client, args: &BacklogArgs, json_out: bool) -> anyhow:
         .await?
         .applied_index;
     let restarted_at = Instant::now();
-    super::failover::shell(&args.restart_cmd.replace("{id}", &leader.to_string())).await?;
+    crate::failover::shell(&args.restart_cmd.replace("{id}", &leader.to_string())).await?;
     let serving = loop {
         match only_that_node
             .read(&args.queue, 0, 1, Consistency::StaleOk)

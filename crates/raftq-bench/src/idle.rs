@@ -1,4 +1,4 @@
-//! `raftq bench idle`: what many idle queues cost. Creates `--queues` queues,
+//! `raftq-bench idle`: what many idle queues cost. Creates `--queues` queues,
 //! waits until each has a leader, then measures every node's CPU (from /proc
 //! by pid), resident memory and Raft RPCs per second (from its `/metrics`)
 //! over `--measure` while nothing is published.
@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use futures::stream::{self, StreamExt};
 use raftq_client::{Client, Error, QueueOptions};
+use raftq_cmdline::outln;
+use raftq_cmdline::output::progress;
 use serde_json::json;
 
-use super::procstat::{cpu_time, pid_of, rss_bytes, scrape_sum};
-use crate::outln;
-use crate::output::progress;
+use crate::procstat::{cpu_time, pid_of, rss_bytes, scrape_sum};
 
 #[derive(Debug, Args, Clone)]
 pub struct IdleArgs {
@@ -27,7 +27,7 @@ pub struct IdleArgs {
     #[arg(long, default_value_t = 3)]
     pub replicas: u32,
     /// How long to measure.
-    #[arg(long, default_value = "30s", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "30s", value_parser = raftq_cmdline::duration::parse)]
     pub measure: Duration,
     /// Directory of pid files named node<ID> (scripts/cluster.sh: .cluster/pids).
     #[arg(long)]

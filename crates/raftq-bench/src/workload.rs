@@ -1,52 +1,11 @@
-//! `raftq bench`: the standard workloads against a running cluster.
-//!
-//! - `publish`: confirmed publishing by `--producers` pipelined idempotent
-//!   producers, each keeping `--inflight` messages unconfirmed. `--inflight 1`
-//!   is the latency workload (one message at a time); large values measure
-//!   throughput. Latency = send to confirm (commit on a majority).
-//! - `sync`: one message at a time (W2): the confirm latency of a lone publish.
-//! - `e2e`: producers and consumers together (manual acks); latency = publish
-//!   to delivery, from a timestamp header.
-//! - `failover`: fixed-rate publishing while the leader is killed or paused
-//!   (W5/W5p); the longest time without a confirm.
-//! - `read`: stream read throughput, readers spread over the replicas or all
-//!   on the leader.
-//!
-//! Every loop is bounded by `--count` and `--max-duration`.
-
-mod backlog;
-mod e2e;
-mod failover;
-mod idle;
-mod pace;
-mod procstat;
-mod publish;
-mod read;
-mod report;
+//! What the publishing workloads share: their flags (`publish`'s, which
+//! `sync`, `e2e`, `failover` and `backlog` build on), the queues a run
+//! publishes to, and creating them.
 
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::Args;
 use raftq_client::{Client, Error, QueueOptions};
-
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Confirmed publish throughput and commit latency.
-    Publish(BenchArgs),
-    /// One message in flight at a time: the latency of a lone confirmed publish.
-    Sync(SyncArgs),
-    /// Producers and consumers together: publish-to-delivery latency.
-    E2e(E2eArgs),
-    /// Publish at a fixed rate while the queue's leader is killed or paused:
-    /// the longest confirm gap.
-    Failover(failover::FailoverArgs),
-    /// The idle cost of many queues: CPU, memory and Raft RPCs per node.
-    Idle(idle::IdleArgs),
-    /// Memory with a large backlog, and how fast a restarted node serves again.
-    Backlog(backlog::BacklogArgs),
-    /// Stream read throughput, readers spread over replicas or on the leader.
-    Read(read::ReadArgs),
-}
 
 #[derive(Debug, Args, Clone)]
 pub struct SyncArgs {
@@ -63,12 +22,12 @@ pub struct SyncArgs {
     #[arg(long, default_value_t = 256)]
     pub size: usize,
     /// Stop sending after this long even if --count is not reached.
-    #[arg(long, default_value = "5m", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "5m", value_parser = raftq_cmdline::duration::parse)]
     pub max_duration: Duration,
 }
 
 impl SyncArgs {
-    fn as_publish(&self) -> BenchArgs {
+    pub fn as_publish(&self) -> BenchArgs {
         BenchArgs {
             queue: self.queue.clone(),
             replicas: self.replicas,
@@ -124,7 +83,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub queues: usize,
     /// Stop sending after this long even if --count is not reached.
-    #[arg(long, default_value = "5m", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "5m", value_parser = raftq_cmdline::duration::parse)]
     pub max_duration: Duration,
     /// Offered load in messages per second over all producers (default: as
     /// fast as --inflight allows). Latency then counts from when each message
@@ -145,20 +104,6 @@ pub struct E2eArgs {
     pub prefetch: u32,
 }
 
-pub async fn run(client: &Client, cmd: &BenchCommand, json_out: bool) -> anyhow::Result<()> {
-    match cmd {
-        BenchCommand::Publish(args) => publish::run(client, args, json_out).await,
-        BenchCommand::Sync(args) => {
-            publish::run_named(client, &args.as_publish(), json_out, "sync").await
-        }
-        BenchCommand::E2e(args) => e2e::run(client, args, json_out).await,
-        BenchCommand::Failover(args) => failover::run(client, args, json_out).await,
-        BenchCommand::Idle(args) => idle::run(client, args, json_out).await,
-        BenchCommand::Backlog(args) => backlog::run(client, args, json_out).await,
-        BenchCommand::Read(args) => read::run(client, args, json_out).await,
-    }
-}
-
 /// The queue producer `i` of the run publishes to.
 pub fn queue_of(args: &BenchArgs, i: usize) -> String {
     if args.queues <= 1 {
@@ -168,7 +113,7 @@ pub fn queue_of(args: &BenchArgs, i: usize) -> String {
     }
 }
 
-async fn ensure_queue(client: &Client, args: &BenchArgs) -> anyhow::Result<()> {
+pub async fn ensure_queue(client: &Client, args: &BenchArgs) -> anyhow::Result<()> {
     for i in 0..args.queues.max(1) {
         let options = QueueOptions {
             replicas: args.replicas,
@@ -182,7 +127,7 @@ async fn ensure_queue(client: &Client, args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn validate(args: &BenchArgs) -> anyhow::Result<()> {
+pub fn validate(args: &BenchArgs) -> anyhow::Result<()> {
     if args.inflight == 0 || args.producers == 0 || args.batch == 0 || args.queues == 0 {
         anyhow::bail!("--inflight, --producers, --batch and --queues must be at least 1");
     }

@@ -1,5 +1,5 @@
 //! What a node process costs, read from /proc by pid (Linux), and a node's
-//! Prometheus counters: the measuring side of `bench idle` and `bench backlog`.
+//! Prometheus counters: the measuring side of `idle` and `backlog`.
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! `raftq bench e2e`: producers and consumers at once; latency from the
+//! `raftq-bench e2e`: producers and consumers at once; latency from the
 //! producer's timestamp header to delivery (same machine clock).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,12 +9,12 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use raftq_client::{Client, Delivery, Error, Settlement};
+use raftq_cmdline::output::progress;
 use serde_json::json;
 
-use super::publish::{now_us, run_producers, RUN_HEADER, SENT_AT_HEADER};
-use super::report::{self, histogram, Measured};
-use super::{ensure_queue, validate, E2eArgs};
-use crate::output::progress;
+use crate::publish::{now_us, run_producers, RUN_HEADER, SENT_AT_HEADER};
+use crate::report::{self, histogram, Measured};
+use crate::workload::{ensure_queue, validate, E2eArgs};
 
 /// After the producers finish, how long consumers wait for a message before
 /// deciding the rest is not coming.

@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use raftq_cmdline::outln;
+use raftq_cmdline::output::{per_second, short_duration};
 use serde_json::{json, Map, Value};
-
-use crate::outln;
-use crate::output::{per_second, short_duration};
 
 /// Microseconds, 1 µs .. 10 min, 3 significant digits.
 pub fn histogram() -> Histogram<u64> {
