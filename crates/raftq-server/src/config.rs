@@ -2,9 +2,11 @@
 //! TOML file. Precedence: flag > environment > file > default.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use serde::Deserialize;
 
 use crate::raft::snapshot_trigger::SnapshotTrigger;
@@ -15,19 +17,30 @@ use crate::raft::snapshot_trigger::SnapshotTrigger;
     version,
     about = "raftq node: a replicated message queue on Raft"
 )]
-pub struct Args {
+struct Cli {
     /// TOML file with any of the settings below (keys in snake_case).
     #[arg(long, env = "RAFTQ_CONFIG")]
-    pub config: Option<PathBuf>,
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+// Each field is a flag (`--kebab-case`), an environment variable
+// (`RAFTQ_UPPER_CASE`) and a config file key (snake_case) at once, and a
+// default lives only in its DEFAULT_* constant: clap shows it in --help and
+// `Default` hands it to keys the file leaves out.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
     /// This node's id (a positive integer, unique in the cluster).
     #[arg(long, env = "RAFTQ_ID")]
     pub id: Option<u64>,
     /// Where the node keeps its Raft logs, votes and snapshots.
     #[arg(long, env = "RAFTQ_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// gRPC address for clients and peers. [default: 127.0.0.1:7001]
-    #[arg(long, env = "RAFTQ_LISTEN")]
-    pub listen: Option<String>,
+    /// gRPC address for clients and peers.
+    #[arg(long, env = "RAFTQ_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
     /// Address other nodes and clients use to reach this node. [default: --listen]
     #[arg(long, env = "RAFTQ_ADVERTISE")]
     pub advertise: Option<String>,
@@ -37,55 +50,60 @@ pub struct Args {
     /// HTTP address serving Prometheus metrics at /metrics. [default: off]
     #[arg(long, env = "RAFTQ_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
-    /// Log format: text or json. Filter with RUST_LOG. [default: text]
-    #[arg(long, env = "RAFTQ_LOG_FORMAT")]
-    pub log_format: Option<String>,
-    /// Raft heartbeat interval in ms; also openraft's AppendEntries timeout. [default: 60]
-    #[arg(long, env = "RAFTQ_HEARTBEAT_MS")]
-    pub heartbeat_ms: Option<u64>,
-    /// Minimum election timeout in ms. [default: 180]
-    #[arg(long, env = "RAFTQ_ELECTION_TIMEOUT_MIN_MS")]
-    pub election_timeout_min_ms: Option<u64>,
-    /// Maximum election timeout in ms; also the leader lease. [default: 220]
-    #[arg(long, env = "RAFTQ_ELECTION_TIMEOUT_MAX_MS")]
-    pub election_timeout_max_ms: Option<u64>,
+    /// Log format: text or json. Filter with RUST_LOG.
+    #[arg(long, env = "RAFTQ_LOG_FORMAT", default_value = DEFAULT_LOG_FORMAT)]
+    pub log_format: String,
+    /// Raft heartbeat interval in ms; also openraft's AppendEntries timeout.
+    #[arg(long, env = "RAFTQ_HEARTBEAT_MS", default_value_t = DEFAULT_HEARTBEAT_MS)]
+    pub heartbeat_ms: u64,
+    /// Minimum election timeout in ms.
+    #[arg(
+        long,
+        env = "RAFTQ_ELECTION_TIMEOUT_MIN_MS",
+        default_value_t = DEFAULT_ELECTION_TIMEOUT_MIN_MS
+    )]
+    pub election_timeout_min_ms: u64,
+    /// Maximum election timeout in ms; also the leader lease.
+    #[arg(
+        long,
+        env = "RAFTQ_ELECTION_TIMEOUT_MAX_MS",
+        default_value_t = DEFAULT_ELECTION_TIMEOUT_MAX_MS
+    )]
+    pub election_timeout_max_ms: u64,
     /// A group snapshots once the log since its last snapshot is as large as
-    /// its state, but not before this many MiB of log. [default: 16]
-    #[arg(long, env = "RAFTQ_SNAPSHOT_MIN_LOG_MIB")]
-    pub snapshot_min_log_mib: Option<u64>,
+    /// its state, but not before this many MiB of log.
+    #[arg(long, env = "RAFTQ_SNAPSHOT_MIN_LOG_MIB", default_value_t = DEFAULT_SNAPSHOT_MIN_LOG_MIB)]
+    pub snapshot_min_log_mib: u64,
     /// ... and at the latest after this many MiB of log: it bounds the unpurged
     /// log (sled holds much of it in memory) and what a restart replays.
-    /// [default: 64]
-    #[arg(long, env = "RAFTQ_SNAPSHOT_MAX_LOG_MIB")]
-    pub snapshot_max_log_mib: Option<u64>,
+    #[arg(long, env = "RAFTQ_SNAPSHOT_MAX_LOG_MIB", default_value_t = DEFAULT_SNAPSHOT_MAX_LOG_MIB)]
+    pub snapshot_max_log_mib: u64,
     /// ... or after this many log entries, whichever comes first (for logs of
-    /// many small entries). [default: 20000]
-    #[arg(long, env = "RAFTQ_SNAPSHOT_EVERY")]
-    pub snapshot_every: Option<u64>,
-    /// Log entries kept below a snapshot for slow followers. [default: 1000]
-    #[arg(long, env = "RAFTQ_SNAPSHOT_KEEP_LOGS")]
-    pub snapshot_keep_logs: Option<u64>,
-    /// Prefetch used when a consumer asks for 0. [default: 100]
-    #[arg(long, env = "RAFTQ_DEFAULT_PREFETCH")]
-    pub default_prefetch: Option<u32>,
+    /// many small entries).
+    #[arg(long, env = "RAFTQ_SNAPSHOT_EVERY", default_value_t = DEFAULT_SNAPSHOT_EVERY)]
+    pub snapshot_every: u64,
+    /// Log entries kept below a snapshot for slow followers.
+    #[arg(long, env = "RAFTQ_SNAPSHOT_KEEP_LOGS", default_value_t = DEFAULT_SNAPSHOT_KEEP_LOGS)]
+    pub snapshot_keep_logs: u64,
+    /// Prefetch used when a consumer asks for 0.
+    #[arg(long, env = "RAFTQ_DEFAULT_PREFETCH", default_value_t = DEFAULT_PREFETCH)]
+    pub default_prefetch: u32,
     /// Largest prefetch a consumer gets; larger requests are lowered to it.
-    /// [default: 10000]
-    #[arg(long, env = "RAFTQ_MAX_PREFETCH")]
-    pub max_prefetch: Option<u32>,
+    #[arg(long, env = "RAFTQ_MAX_PREFETCH", default_value_t = DEFAULT_MAX_PREFETCH)]
+    pub max_prefetch: u32,
     /// Threads running gRPC and Raft work. Set it to cores / nodes when several
     /// nodes share one machine: fewer threads than cores hand work between
     /// threads less often. [default: one per core]
     #[arg(long, env = "RAFTQ_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
     /// Largest publish batch accepted, in bytes of payloads and headers; a
-    /// larger one is refused with RESOURCE_EXHAUSTED. [default: 33554432 (32 MiB)]
-    #[arg(long, env = "RAFTQ_MAX_BATCH_BYTES")]
-    pub max_batch_bytes: Option<u64>,
+    /// larger one is refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "RAFTQ_MAX_BATCH_BYTES", default_value_t = DEFAULT_MAX_BATCH_BYTES)]
+    pub max_batch_bytes: u64,
     /// Largest gRPC request a node reads at all; a larger one is refused with
     /// RESOURCE_EXHAUSTED before it is read. Must exceed max_batch_bytes.
-    /// [default: 50331648 (48 MiB)]
-    #[arg(long, env = "RAFTQ_MAX_REQUEST_BYTES")]
-    pub max_request_bytes: Option<u64>,
+    #[arg(long, env = "RAFTQ_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
+    pub max_request_bytes: u64,
     /// Memory alarm: past this resident size of the node, publishes are
     /// refused cluster-wide (consumers and acks keep working); 0 turns it off.
     /// [default: 60% of the machine's memory, or of the cgroup's limit]
@@ -93,35 +111,83 @@ pub struct Args {
     pub memory_limit_mib: Option<u64>,
     /// Disk alarm: with less free space than this on the data dir's
     /// filesystem, publishes are refused cluster-wide; 0 turns it off.
-    /// [default: 256]
-    #[arg(long, env = "RAFTQ_DISK_FREE_LIMIT_MIB")]
-    pub disk_free_limit_mib: Option<u64>,
+    #[arg(long, env = "RAFTQ_DISK_FREE_LIMIT_MIB", default_value_t = DEFAULT_DISK_FREE_LIMIT_MIB)]
+    pub disk_free_limit_mib: u64,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    id: Option<u64>,
-    data_dir: Option<PathBuf>,
-    listen: Option<String>,
-    advertise: Option<String>,
-    initial_cluster: Option<String>,
-    metrics_listen: Option<String>,
-    log_format: Option<String>,
-    heartbeat_ms: Option<u64>,
-    election_timeout_min_ms: Option<u64>,
-    election_timeout_max_ms: Option<u64>,
-    snapshot_min_log_mib: Option<u64>,
-    snapshot_max_log_mib: Option<u64>,
-    snapshot_every: Option<u64>,
-    snapshot_keep_logs: Option<u64>,
-    default_prefetch: Option<u32>,
-    max_prefetch: Option<u32>,
-    worker_threads: Option<usize>,
-    max_batch_bytes: Option<u64>,
-    max_request_bytes: Option<u64>,
-    memory_limit_mib: Option<u64>,
-    disk_free_limit_mib: Option<u64>,
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            id: None,
+            data_dir: None,
+            listen: DEFAULT_LISTEN.into(),
+            advertise: None,
+            initial_cluster: None,
+            metrics_listen: None,
+            log_format: DEFAULT_LOG_FORMAT.into(),
+            heartbeat_ms: DEFAULT_HEARTBEAT_MS,
+            election_timeout_min_ms: DEFAULT_ELECTION_TIMEOUT_MIN_MS,
+            election_timeout_max_ms: DEFAULT_ELECTION_TIMEOUT_MAX_MS,
+            snapshot_min_log_mib: DEFAULT_SNAPSHOT_MIN_LOG_MIB,
+            snapshot_max_log_mib: DEFAULT_SNAPSHOT_MAX_LOG_MIB,
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            snapshot_keep_logs: DEFAULT_SNAPSHOT_KEEP_LOGS,
+            default_prefetch: DEFAULT_PREFETCH,
+            max_prefetch: DEFAULT_MAX_PREFETCH,
+            worker_threads: None,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            memory_limit_mib: None,
+            disk_free_limit_mib: DEFAULT_DISK_FREE_LIMIT_MIB,
+        }
+    }
+}
+
+/// raftqd's command line and `RAFTQ_*` environment, parsed.
+#[derive(Debug)]
+pub struct Args {
+    cli: Cli,
+    /// Only the values a flag or the environment gave: clap's defaults are
+    /// cleared from it, so that they do not outrank the config file.
+    explicit: ArgMatches,
+}
+
+impl Args {
+    /// Parses the process's arguments; prints help, the version or the
+    /// error and exits as clap does.
+    pub fn parse() -> Self {
+        Self::parse_from(std::env::args_os())
+    }
+
+    pub fn parse_from<I, T>(itr: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Self::try_parse_from(itr).unwrap_or_else(|e| e.exit())
+    }
+
+    pub fn try_parse_from<I, T>(itr: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let mut matches = Cli::command().try_get_matches_from(itr)?;
+        let cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut Cli::command()))?;
+        let defaulted: Vec<String> = matches
+            .ids()
+            .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::DefaultValue))
+            .map(|id| id.as_str().to_owned())
+            .collect();
+        for id in &defaulted {
+            // Cannot fail: the id is one of these matches'.
+            let _ = matches.try_clear_id(id);
+        }
+        Ok(Args {
+            cli,
+            explicit: matches,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +196,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// The resolved configuration of a node.
 // Failover time is bounded below by the leader lease (openraft 0.9: a
 // follower grants no vote until election_timeout_max has passed since it last
 // heard from the leader; peer_down.rs stands a follower the moment it ends
@@ -154,16 +219,22 @@ pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 220;
 pub const DEFAULT_SNAPSHOT_MIN_LOG_MIB: u64 = 16;
 pub const DEFAULT_SNAPSHOT_MAX_LOG_MIB: u64 = 64;
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 20_000;
+pub const DEFAULT_SNAPSHOT_KEEP_LOGS: u64 = 1000;
 
 // A batch is one Raft entry: it is written, fsynced and sent to every replica
 // whole, so its size bounds how long one publish can hold a group's
 // replication (32 MiB: about 0.3 s here). RabbitMQ's default message limit is
 // 16 MiB, NATS's 1 MiB (at most 64 MiB).
-pub const DEFAULT_MAX_PREFETCH: u32 = 10_000;
 pub const DEFAULT_MAX_BATCH_BYTES: u64 = 32 << 20;
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 48 << 20;
 /// Free space on the data dir's filesystem below which the disk alarm is raised.
 pub const DEFAULT_DISK_FREE_LIMIT_MIB: u64 = 256;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7001";
+pub const DEFAULT_LOG_FORMAT: &str = "text";
+/// Prefetch of a consumer that asks for 0.
+pub const DEFAULT_PREFETCH: u32 = 100;
+pub const DEFAULT_MAX_PREFETCH: u32 = 10_000;
 
 fn mib(name: &str, value: u64) -> Result<u64, ConfigError> {
     if value == 0 {
@@ -174,6 +245,7 @@ fn mib(name: &str, value: u64) -> Result<u64, ConfigError> {
         .ok_or_else(|| ConfigError::Invalid(format!("{name} {value} is too large")))
 }
 
+/// The resolved configuration of a node.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub id: u64,
@@ -240,7 +312,7 @@ pub fn parse_initial_cluster(s: &str) -> Result<BTreeMap<u64, String>, ConfigErr
     Ok(out)
 }
 
-fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+fn load_file(path: &Path) -> Result<Settings, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.display().to_string(),
         source,
@@ -253,33 +325,33 @@ fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
 
 impl Config {
     pub fn from_args(args: Args) -> Result<Self, ConfigError> {
-        let file = match &args.config {
-            Some(path) => load_file(path)?,
-            None => FileConfig::default(),
+        let Args { cli, explicit } = args;
+        let settings = match &cli.config {
+            None => cli.settings,
+            Some(path) => {
+                let mut settings = load_file(path)?;
+                settings
+                    .update_from_arg_matches(&explicit)
+                    .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+                settings
+            }
         };
-        let id = args
-            .id
-            .or(file.id)
-            .ok_or(ConfigError::Missing("node id", "id", "ID"))?;
+        Self::resolve(settings)
+    }
+
+    fn resolve(s: Settings) -> Result<Self, ConfigError> {
+        let id = s.id.ok_or(ConfigError::Missing("node id", "id", "ID"))?;
         if id == 0 {
             return Err(ConfigError::Invalid(
                 "node id must be a positive integer".into(),
             ));
         }
-        let data_dir = args
+        let data_dir = s
             .data_dir
-            .or(file.data_dir)
             .ok_or(ConfigError::Missing("data dir", "data-dir", "DATA_DIR"))?;
-        let listen = args
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| "127.0.0.1:7001".into());
-        let advertise = args
-            .advertise
-            .or(file.advertise)
-            .unwrap_or_else(|| listen.clone());
-        let initial_cluster = match args.initial_cluster.or(file.initial_cluster) {
-            Some(s) => parse_initial_cluster(&s)?,
+        let advertise = s.advertise.unwrap_or_else(|| s.listen.clone());
+        let initial_cluster = match s.initial_cluster {
+            Some(list) => parse_initial_cluster(&list)?,
             None => BTreeMap::new(),
         };
         if !initial_cluster.is_empty() && !initial_cluster.contains_key(&id) {
@@ -287,10 +359,10 @@ impl Config {
                 "--initial-cluster does not contain this node's id {id}"
             )));
         }
-        let log_format = match args.log_format.or(file.log_format).as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
+        let log_format = match s.log_format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
                 return Err(ConfigError::Invalid(format!(
                     "log format {other:?}: expected text or json"
                 )))
@@ -299,67 +371,27 @@ impl Config {
         let config = Config {
             id,
             data_dir,
-            listen,
+            listen: s.listen,
             advertise,
             initial_cluster,
-            metrics_listen: args.metrics_listen.or(file.metrics_listen),
+            metrics_listen: s.metrics_listen,
             log_format,
-            heartbeat_ms: args
-                .heartbeat_ms
-                .or(file.heartbeat_ms)
-                .unwrap_or(DEFAULT_HEARTBEAT_MS),
-            election_timeout_min_ms: args
-                .election_timeout_min_ms
-                .or(file.election_timeout_min_ms)
-                .unwrap_or(DEFAULT_ELECTION_TIMEOUT_MIN_MS),
-            election_timeout_max_ms: args
-                .election_timeout_max_ms
-                .or(file.election_timeout_max_ms)
-                .unwrap_or(DEFAULT_ELECTION_TIMEOUT_MAX_MS),
+            heartbeat_ms: s.heartbeat_ms,
+            election_timeout_min_ms: s.election_timeout_min_ms,
+            election_timeout_max_ms: s.election_timeout_max_ms,
             snapshot_trigger: SnapshotTrigger {
-                min_log_bytes: mib(
-                    "snapshot_min_log_mib",
-                    args.snapshot_min_log_mib
-                        .or(file.snapshot_min_log_mib)
-                        .unwrap_or(DEFAULT_SNAPSHOT_MIN_LOG_MIB),
-                )?,
-                max_log_bytes: mib(
-                    "snapshot_max_log_mib",
-                    args.snapshot_max_log_mib
-                        .or(file.snapshot_max_log_mib)
-                        .unwrap_or(DEFAULT_SNAPSHOT_MAX_LOG_MIB),
-                )?,
+                min_log_bytes: mib("snapshot_min_log_mib", s.snapshot_min_log_mib)?,
+                max_log_bytes: mib("snapshot_max_log_mib", s.snapshot_max_log_mib)?,
             },
-            snapshot_every: args
-                .snapshot_every
-                .or(file.snapshot_every)
-                .unwrap_or(DEFAULT_SNAPSHOT_EVERY),
-            snapshot_keep_logs: args
-                .snapshot_keep_logs
-                .or(file.snapshot_keep_logs)
-                .unwrap_or(1000),
-            default_prefetch: args
-                .default_prefetch
-                .or(file.default_prefetch)
-                .unwrap_or(100),
-            max_prefetch: args
-                .max_prefetch
-                .or(file.max_prefetch)
-                .unwrap_or(DEFAULT_MAX_PREFETCH),
-            worker_threads: args.worker_threads.or(file.worker_threads),
-            max_batch_bytes: args
-                .max_batch_bytes
-                .or(file.max_batch_bytes)
-                .unwrap_or(DEFAULT_MAX_BATCH_BYTES),
-            max_request_bytes: args
-                .max_request_bytes
-                .or(file.max_request_bytes)
-                .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
-            memory_limit_mib: args.memory_limit_mib.or(file.memory_limit_mib),
-            disk_free_limit_mib: args
-                .disk_free_limit_mib
-                .or(file.disk_free_limit_mib)
-                .unwrap_or(DEFAULT_DISK_FREE_LIMIT_MIB),
+            snapshot_every: s.snapshot_every,
+            snapshot_keep_logs: s.snapshot_keep_logs,
+            default_prefetch: s.default_prefetch,
+            max_prefetch: s.max_prefetch,
+            worker_threads: s.worker_threads,
+            max_batch_bytes: s.max_batch_bytes,
+            max_request_bytes: s.max_request_bytes,
+            memory_limit_mib: s.memory_limit_mib,
+            disk_free_limit_mib: s.disk_free_limit_mib,
         };
         if config.max_prefetch == 0 || config.default_prefetch > config.max_prefetch {
             return Err(ConfigError::Invalid(
@@ -517,10 +549,33 @@ mod tests {
     #[test]
     fn the_shipped_systemd_config_is_valid() {
         let text = include_str!("../../../deploy/systemd/raftq.toml");
-        let file: FileConfig = toml::from_str(text).expect("deploy/systemd/raftq.toml parses");
+        let file: Settings = toml::from_str(text).expect("deploy/systemd/raftq.toml parses");
+        let keys: toml::Table = toml::from_str(text).expect("deploy/systemd/raftq.toml parses");
+        assert!(keys.contains_key("snapshot_max_log_mib"));
+        assert_eq!(file.snapshot_max_log_mib, DEFAULT_SNAPSHOT_MAX_LOG_MIB);
+    }
+
+    #[test]
+    fn a_file_without_keys_resolves_like_no_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("raftq.toml");
+        std::fs::write(&path, "").expect("write");
+        let base = ["raftqd", "--id", "1", "--data-dir", "/tmp/x"];
+        let from_flags = Args::parse_from(base);
+        let file = path.to_str().unwrap_or_default();
+        let from_empty_file = Args::parse_from(base.iter().chain(&["--config", file]));
+        let defaults = Settings {
+            id: Some(1),
+            data_dir: Some("/tmp/x".into()),
+            ..Settings::default()
+        };
         assert_eq!(
-            file.snapshot_max_log_mib,
-            Some(DEFAULT_SNAPSHOT_MAX_LOG_MIB)
+            from_flags.cli.settings, defaults,
+            "clap's defaults are Default's"
+        );
+        assert_eq!(
+            format!("{:?}", Config::from_args(from_flags).expect("valid")),
+            format!("{:?}", Config::from_args(from_empty_file).expect("valid"))
         );
     }
 

@@ -4,7 +4,6 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use clap::Parser;
 use raftq_server::config::{Args, Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 

@@ -1,66 +1,56 @@
 //! Node metrics in Prometheus text format, served over HTTP at `/metrics`.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ServerState;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::{self, ConstCounter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::node::Node;
 use crate::raft::state_machine::GroupState;
 
+/// A counter the instrumented code increments. A scrape registers a clone of
+/// the inner counter, which shares its value.
 #[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+pub struct Counter(counter::Counter);
 
 impl Counter {
     pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.inc();
     }
     pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        self.0.inc_by(n);
     }
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
     }
 }
 
-/// Upper bounds (seconds) of the commit latency histogram buckets.
+/// Upper bounds (seconds) of the latency histogram buckets.
 const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0,
 ];
 
-/// A fixed-bucket histogram: lock-free, cheap enough for the publish path.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
+/// A latency histogram over `LATENCY_BUCKETS`, observed in seconds.
+#[derive(Debug)]
+pub struct Histogram(histogram::Histogram);
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram(histogram::Histogram::new(LATENCY_BUCKETS))
+    }
 }
 
 impl Histogram {
     pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+        self.0.observe(d.as_secs_f64());
     }
 }
 
@@ -125,37 +115,49 @@ pub struct NodeMetrics {
     pub publishes_refused_by_alarm: Counter,
 }
 
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-    );
-}
+/// A label set of one fixed label.
+type Label = [(&'static str, &'static str); 1];
+type QueueLabel = [(&'static str, String); 1];
+/// prometheus_client's default gauge is an i64; these read u64 counts.
+type UGauge = Gauge<u64, AtomicU64>;
 
-fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
-    gauge_header(out, name, help);
-    let _ = writeln!(out, "{name} {value}");
+/// The registry one scrape encodes. Names and help texts are passed as they
+/// are exposed, so that the names scraped by tests, dashboards and
+/// `raftq bench` can be found here as they are.
+#[derive(Default)]
+struct Exposition(Registry);
+
+impl Exposition {
+    fn register(&mut self, name: &str, help: &str, metric: impl Metric) {
+        // prometheus_client ends every help text with a full stop itself.
+        self.0
+            .register(name, help.strip_suffix('.').unwrap_or(help), metric);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, metric: impl Metric) {
+        // ... and a counter's name with `_total`.
+        let name = name.strip_suffix("_total").unwrap_or(name);
+        self.register(name, help, metric);
+    }
 }
 
 /// This node's alarms and the readings they judge; a reading or limit that is
 /// unknown or off is left out rather than shown as 0.
-fn render_alarms(out: &mut String, node: &Node) {
+fn register_alarms(e: &mut Exposition, node: &Node) {
     use crate::alarms::Resource;
     let raised = node.alarms().own();
-    gauge_header(
-        out,
-        "raftq_alarm",
-        "1 while this node's memory or disk alarm is raised (publishes refused cluster-wide).",
-    );
+    let alarm = Family::<Label, UGauge>::default();
     for resource in [Resource::Memory, Resource::Disk] {
         let on = raised.iter().any(|a| a.resource == resource);
-        let _ = writeln!(
-            out,
-            "raftq_alarm{{resource=\"{}\"}} {}",
-            resource.as_str(),
-            u8::from(on)
-        );
+        alarm
+            .get_or_create(&[("resource", resource.as_str())])
+            .set(u64::from(on));
     }
+    e.register(
+        "raftq_alarm",
+        "1 while this node's memory or disk alarm is raised (publishes refused cluster-wide).",
+        alarm,
+    );
     let (sample, limits) = node.alarms().last_sample();
     let readings = [
         (
@@ -181,189 +183,167 @@ fn render_alarms(out: &mut String, node: &Node) {
     ];
     for (name, help, value) in readings {
         if let Some(value) = value {
-            gauge(out, name, help, value);
+            e.register(name, help, ConstGauge::new(value));
         }
     }
 }
 
-fn gauge_header(out: &mut String, name: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-}
-
 /// Renders every metric of the node.
-pub fn render(node: &Node) -> String {
+pub fn render(node: &Node) -> Result<String, std::fmt::Error> {
     let m = &node.metrics();
-    let mut out = String::with_capacity(8192);
-    counter(
-        &mut out,
-        "raftq_published_messages_total",
-        "Messages confirmed by publishes led here.",
-        m.published_messages.get(),
-    );
-    counter(
-        &mut out,
-        "raftq_published_batches_total",
-        "Publish requests handled as leader.",
-        m.published_batches.get(),
-    );
-    counter(
-        &mut out,
-        "raftq_delivered_messages_total",
-        "Deliveries sent to consumers hosted here.",
-        m.delivered_messages.get(),
-    );
-    counter(
-        &mut out,
-        "raftq_settled_messages_total",
-        "Acks, nacks and rejects committed for consumers hosted here.",
-        m.settled_messages.get(),
-    );
-    counter(
-        &mut out,
-        "raftq_forwarded_requests_total",
-        "Requests forwarded to another node.",
-        m.forwarded_requests.get(),
-    );
-    counter(
-        &mut out,
-        "raftq_publishes_held_for_order_total",
-        "Idempotent publishes that arrived ahead of an earlier batch of their producer and waited for it.",
-        m.publishes_held_for_order.get(),
-    );
-    counter(
-        &mut out,
-        "raftq_publish_order_timeouts_total",
-        "Held publishes whose earlier batch did not arrive within the wait (then refused with a gap).",
-        m.publish_order_timeouts.get(),
-    );
-    counter(
-        &mut out,
-        "raftq_publish_sequence_gaps_total",
-        "Idempotent publishes refused because the producer's sequence has a gap.",
-        m.publish_sequence_gaps.get(),
-    );
-    counter(
-        &mut out,
-        "raftq_reads_local_total",
-        "Reads answered from the local replica.",
-        m.reads_local.get(),
-    );
-    counter(
-        &mut out,
-        "raftq_reads_forwarded_total",
-        "Reads forwarded to a node holding a replica.",
-        m.reads_forwarded.get(),
-    );
-    counter(
-        &mut out,
-        "raftq_read_index_requests_total",
-        "Read indexes fetched from a leader for linearizable reads.",
-        m.read_index_requests.get(),
-    );
-    counter(
-        &mut out,
-        "raftq_elections_won_total",
-        "Times this node became leader of a group.",
-        m.elections_won.get(),
-    );
-    counter(
-        &mut out,
-        "raftq_outrun_elections_total",
-        "Elections this node started at once after refusing a candidate with a shorter log while the leader was silent.",
-        m.outrun_elections.get(),
-    );
-    counter(
-        &mut out,
-        "raftq_alarms_raised_total",
-        "Memory and disk alarms this node raised.",
-        m.alarms_raised.get(),
-    );
-    counter(
-        &mut out,
-        "raftq_publishes_refused_by_alarm_total",
-        "Publishes this node refused because a node of the cluster was in a memory or disk alarm.",
-        m.publishes_refused_by_alarm.get(),
-    );
-    render_alarms(&mut out, node);
-    m.publish_commit_latency.render(
-        &mut out,
+    let mut e = Exposition::default();
+    for (name, help, metric) in [
+        (
+            "raftq_published_messages_total",
+            "Messages confirmed by publishes led here.",
+            &m.published_messages,
+        ),
+        (
+            "raftq_published_batches_total",
+            "Publish requests handled as leader.",
+            &m.published_batches,
+        ),
+        (
+            "raftq_delivered_messages_total",
+            "Deliveries sent to consumers hosted here.",
+            &m.delivered_messages,
+        ),
+        (
+            "raftq_settled_messages_total",
+            "Acks, nacks and rejects committed for consumers hosted here.",
+            &m.settled_messages,
+        ),
+        (
+            "raftq_forwarded_requests_total",
+            "Requests forwarded to another node.",
+            &m.forwarded_requests,
+        ),
+        (
+            "raftq_publishes_held_for_order_total",
+            "Idempotent publishes that arrived ahead of an earlier batch of their producer and waited for it.",
+            &m.publishes_held_for_order,
+        ),
+        (
+            "raftq_publish_order_timeouts_total",
+            "Held publishes whose earlier batch did not arrive within the wait (then refused with a gap).",
+            &m.publish_order_timeouts,
+        ),
+        (
+            "raftq_publish_sequence_gaps_total",
+            "Idempotent publishes refused because the producer's sequence has a gap.",
+            &m.publish_sequence_gaps,
+        ),
+        (
+            "raftq_reads_local_total",
+            "Reads answered from the local replica.",
+            &m.reads_local,
+        ),
+        (
+            "raftq_reads_forwarded_total",
+            "Reads forwarded to a node holding a replica.",
+            &m.reads_forwarded,
+        ),
+        (
+            "raftq_read_index_requests_total",
+            "Read indexes fetched from a leader for linearizable reads.",
+            &m.read_index_requests,
+        ),
+        (
+            "raftq_elections_won_total",
+            "Times this node became leader of a group.",
+            &m.elections_won,
+        ),
+        (
+            "raftq_outrun_elections_total",
+            "Elections this node started at once after refusing a candidate with a shorter log while the leader was silent.",
+            &m.outrun_elections,
+        ),
+        (
+            "raftq_alarms_raised_total",
+            "Memory and disk alarms this node raised.",
+            &m.alarms_raised,
+        ),
+        (
+            "raftq_publishes_refused_by_alarm_total",
+            "Publishes this node refused because a node of the cluster was in a memory or disk alarm.",
+            &m.publishes_refused_by_alarm,
+        ),
+    ] {
+        e.counter(name, help, metric.0.clone());
+    }
+    register_alarms(&mut e, node);
+    e.register(
         "raftq_publish_commit_seconds",
         "Time from proposing a publish to its commit.",
+        m.publish_commit_latency.0.clone(),
     );
-    m.read_index_wait.render(
-        &mut out,
+    e.register(
         "raftq_read_index_wait_seconds",
         "Time a linearizable read waited for the read index and the local apply.",
+        m.read_index_wait.0.clone(),
     );
-    gauge_header(
-        &mut out,
-        "raftq_stream_readers",
-        "Stream reads open on this node (local: served from its replica; relayed: from another node's).",
-    );
+    let readers = Family::<Label, UGauge>::default();
     for (place, n) in [
         ("local", &m.stream_readers_local),
         ("relayed", &m.stream_readers_relayed),
     ] {
-        let _ = writeln!(
-            out,
-            "raftq_stream_readers{{served=\"{place}\"}} {}",
-            n.load(Ordering::Relaxed)
-        );
+        readers
+            .get_or_create(&[("served", place)])
+            .set(n.load(Ordering::Relaxed));
     }
-    counter(
-        &mut out,
+    e.register(
+        "raftq_stream_readers",
+        "Stream reads open on this node (local: served from its replica; relayed: from another node's).",
+        readers,
+    );
+    e.counter(
         "raftq_stream_messages_served_total",
         "Messages sent to stream readers from this node's replicas.",
-        m.stream_messages_served.get(),
+        m.stream_messages_served.0.clone(),
     );
-    counter(
-        &mut out,
+    e.counter(
         "raftq_offsets_committed_total",
         "Stream consumer offset commits applied as leader here.",
-        m.offsets_committed.get(),
+        m.offsets_committed.0.clone(),
     );
 
     let sent = &node.pool().sent;
-    let _ = writeln!(
-        out,
-        "# HELP raftq_peer_rpcs_sent_total Raft RPCs sent to peers (AppendEntries includes heartbeats).\n# TYPE raftq_peer_rpcs_sent_total counter"
-    );
+    let rpcs = Family::<Label, counter::Counter>::default();
     for (kind, n) in [
         ("append_entries", &sent.append_entries),
         ("vote", &sent.votes),
         ("install_snapshot", &sent.snapshots),
         ("keepalive", &sent.keepalives),
     ] {
-        let _ = writeln!(
-            out,
-            "raftq_peer_rpcs_sent_total{{rpc=\"{kind}\"}} {}",
-            n.load(Ordering::Relaxed)
-        );
+        rpcs.get_or_create(&[("rpc", kind)])
+            .inc_by(n.load(Ordering::Relaxed));
     }
+    e.counter(
+        "raftq_peer_rpcs_sent_total",
+        "Raft RPCs sent to peers (AppendEntries includes heartbeats).",
+        rpcs,
+    );
 
     let flush = node.store().committer().stats();
-    counter(
-        &mut out,
+    e.counter(
         "raftq_fsync_total",
         "Flushes (fsync) of the node's database.",
-        flush.flushes.load(Ordering::Relaxed),
+        ConstCounter::new(flush.flushes.load(Ordering::Relaxed)),
     );
-    counter(
-        &mut out,
+    e.counter(
         "raftq_fsync_writes_total",
         "Writes made durable by those flushes (group commit).",
-        flush.flushed_writes.load(Ordering::Relaxed),
+        ConstCounter::new(flush.flushed_writes.load(Ordering::Relaxed)),
     );
-    let _ = writeln!(
-        out,
-        "# HELP raftq_fsync_seconds_total Time spent flushing.\n# TYPE raftq_fsync_seconds_total counter\nraftq_fsync_seconds_total {}",
-        flush.flush_micros_total.load(Ordering::Relaxed) as f64 / 1e6
+    e.counter(
+        "raftq_fsync_seconds_total",
+        "Time spent flushing.",
+        ConstCounter::new(flush.flush_micros_total.load(Ordering::Relaxed) as f64 / 1e6),
     );
-    gauge_header(&mut out, "raftq_fsync_seconds_max", "Longest flush so far.");
-    let _ = writeln!(
-        out,
-        "raftq_fsync_seconds_max {}",
-        flush.flush_micros_max.load(Ordering::Relaxed) as f64 / 1e6
+    e.register(
+        "raftq_fsync_seconds_max",
+        "Longest flush so far.",
+        ConstGauge::new(flush.flush_micros_max.load(Ordering::Relaxed) as f64 / 1e6),
     );
 
     let names: std::collections::HashMap<u64, String> = node
@@ -420,48 +400,49 @@ pub fn render(node: &Node) -> String {
             ],
         ));
     }
-    gauge_header(
-        &mut out,
+    e.register(
         "raftq_groups_led",
         "Raft groups (including metadata) this node leads.",
+        ConstGauge::new(led),
     );
-    let _ = writeln!(out, "raftq_groups_led {led}");
-    gauge_header(
-        &mut out,
+    e.register(
         "raftq_groups_quiesced",
         "Groups whose Raft timers are off because they are idle (led or followed here).",
-    );
-    let _ = writeln!(
-        out,
-        "raftq_groups_quiesced {}",
-        node.failover().quiesced_count()
+        ConstGauge::new(node.failover().quiesced_count()),
     );
     if let Some((_, fields)) = rows.first() {
         for (i, (field, _)) in fields.iter().enumerate() {
-            let metric = format!("raftq_queue_{field}");
-            gauge_header(
-                &mut out,
-                &metric,
-                &format!("Per-queue {field} as seen by this replica."),
-            );
+            let family = Family::<QueueLabel, UGauge>::default();
             for (name, fields) in &rows {
-                let _ = writeln!(out, "{metric}{{queue=\"{name}\"}} {}", fields[i].1);
+                family
+                    .get_or_create(&[("queue", name.clone())])
+                    .set(fields[i].1);
             }
+            e.register(
+                &format!("raftq_queue_{field}"),
+                &format!("Per-queue {field} as seen by this replica."),
+                family,
+            );
         }
     }
     if let Some((_, fields)) = counted.first() {
         for (i, (field, _)) in fields.iter().enumerate() {
-            let metric = format!("raftq_queue_{field}_total");
-            let _ = writeln!(
-                out,
-                "# HELP {metric} Messages {field} by this node for the queue.\n# TYPE {metric} counter"
-            );
+            let family = Family::<QueueLabel, counter::Counter>::default();
             for (name, fields) in &counted {
-                let _ = writeln!(out, "{metric}{{queue=\"{name}\"}} {}", fields[i].1);
+                family
+                    .get_or_create(&[("queue", name.clone())])
+                    .inc_by(fields[i].1);
             }
+            e.counter(
+                &format!("raftq_queue_{field}_total"),
+                &format!("Messages {field} by this node for the queue."),
+                family,
+            );
         }
     }
-    out
+    let mut out = String::with_capacity(8192);
+    prometheus_text::encode(&mut out, &e.0)?;
+    Ok(out)
 }
 
 /// Serves `/metrics` until the process exits.
@@ -472,15 +453,72 @@ pub async fn serve(node: Arc<Node>, addr: SocketAddr) -> std::io::Result<()> {
         axum::routing::get(move || {
             let node = node.clone();
             async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4",
-                    )],
-                    render(&node),
-                )
+                match render(&node) {
+                    Ok(text) => (
+                        axum::http::StatusCode::OK,
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            prometheus_text::CONTENT_TYPE,
+                        )],
+                        text,
+                    ),
+                    Err(e) => {
+                        tracing::error!("cannot encode metrics: {e}");
+                        (
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            [(axum::http::header::CONTENT_TYPE, "text/plain")],
+                            String::new(),
+                        )
+                    }
+                }
             }
         }),
     );
     axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(e: &Exposition) -> String {
+        let mut out = String::new();
+        prometheus_text::encode(&mut out, &e.0).expect("encode");
+        out
+    }
+
+    #[test]
+    fn names_and_help_are_exposed_as_written() {
+        let counted = Counter::default();
+        counted.add(3);
+        let mut e = Exposition::default();
+        e.counter("raftq_x_total", "Things counted.", counted.0.clone());
+        e.register("raftq_y", "A reading.", ConstGauge::new(7u64));
+        assert_eq!(
+            encode(&e),
+            "# HELP raftq_x_total Things counted.\n# TYPE raftq_x_total counter\nraftq_x_total 3\n\
+             # HELP raftq_y A reading.\n# TYPE raftq_y gauge\nraftq_y 7\n"
+        );
+    }
+
+    #[test]
+    fn latency_buckets_are_cumulative_and_whole_bounds_have_no_decimal_point() {
+        let latency = Histogram::default();
+        latency.observe(Duration::from_millis(1));
+        latency.observe(Duration::from_secs(9));
+        let mut e = Exposition::default();
+        e.register("raftq_z_seconds", "Latency.", latency.0.clone());
+        let out = encode(&e);
+        for line in [
+            "# TYPE raftq_z_seconds histogram\n",
+            "raftq_z_seconds_bucket{le=\"0.0005\"} 0\n",
+            "raftq_z_seconds_bucket{le=\"0.001\"} 1\n",
+            "raftq_z_seconds_bucket{le=\"1\"} 1\n",
+            "raftq_z_seconds_bucket{le=\"5\"} 1\n",
+            "raftq_z_seconds_bucket{le=\"+Inf\"} 2\n",
+            "raftq_z_seconds_count 2\n",
+        ] {
+            assert!(out.contains(line), "{line:?} missing from\n{out}");
+        }
+    }
 }
