@@ -92,7 +92,7 @@ async fn run(config: Config) -> ExitCode {
             Ok(maddr) => {
                 let node = node.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = raftq_server::metrics::serve(node, maddr).await {
+                    if let Err(e) = raftq_server::metrics::exposition::serve(node, maddr).await {
                         tracing::error!("metrics endpoint on {maddr} failed: {e}");
                     }
                 });
