@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The standard benchmark of issue 8 on a fresh local 3-node cluster.
 #
-#   scripts/bench.sh [--runs N] [--quick] [--out FILE]
+#   scripts/bench.sh [--runs N] [--quick] [--only W1,W5,...] [--out FILE]
 #
 # Starts a fresh release cluster (own dir and ports, so a `scripts/cluster.sh`
 # cluster is left alone), runs W1 (pipelined publish), W2 (one in flight), W3
@@ -14,20 +14,25 @@
 # bench/results/latest.md (or --out), the raw JSON lines beside it.
 # --quick: a few hundred messages per workload, 1 run, no scale/idle/memory
 # parts (the CI smoke test: it proves the tool works, not how fast).
+# --only: just these workloads (by the tags of the table), for a before/after
+# comparison of the ones a change is about.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=3
 QUICK=0
 OUT=bench/results/latest.md
+ONLY=""
 while (($#)); do
   case "$1" in
     --runs) RUNS=$2; shift 2 ;;
     --quick) QUICK=1; RUNS=1; shift ;;
+    --only) ONLY=",$2,"; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    *) echo "usage: scripts/bench.sh [--runs N] [--quick] [--out FILE]" >&2; exit 2 ;;
+    *) echo "usage: scripts/bench.sh [--runs N] [--quick] [--only W1,W5,...] [--out FILE]" >&2; exit 2 ;;
   esac
 done
+wanted() { [[ -z "$ONLY" || "$ONLY" == *",$1,"* ]]; }
 
 export RAFTQ_CLUSTER_DIR="${RAFTQ_CLUSTER_DIR:-.bench-cluster}"
 export RAFTQ_BASE_PORT="${RAFTQ_BASE_PORT:-7401}"
@@ -55,6 +60,7 @@ raftq_bench() { "$RAFTQ_BENCH" --servers "$SERVERS" "$@"; }
 record() {
   local tag=$1
   shift
+  wanted "$tag" || return 0
   local line
   line=$(raftq_bench --json "$@" | tail -1)
   echo "{\"tag\":\"$tag\",\"result\":$line}" >>"$RAW"
@@ -72,27 +78,27 @@ fi
 
 # Each workload's queue is deleted after it: what W1 left (200,000 messages
 # on every node) would otherwise weigh on the workloads after it.
-done_with() { raftq queue delete "$1" >/dev/null; }
+done_with() { ! wanted "$1" || raftq queue delete "$2" >/dev/null; }
 
 for ((run = 1; run <= RUNS; run++)); do
   echo "run $run/$RUNS"
   record W1 publish --queue "w1-$run" --inflight 256 --batch 256 "${W1[@]}"
-  done_with "w1-$run"
+  done_with W1 "w1-$run"
   record W2 sync --queue "w2-$run" "${W2[@]}"
-  done_with "w2-$run"
+  done_with W2 "w2-$run"
   record W3 e2e --queue "w3-$run" --inflight 256 --batch 256 --prefetch 256 "${W3[@]}"
-  done_with "w3-$run"
+  done_with W3 "w3-$run"
   record W3R15 e2e --queue "w3r15-$run" --inflight 256 --batch 256 --prefetch 256 --rate 15000 "${W3R15[@]}"
-  done_with "w3r15-$run"
+  done_with W3R15 "w3r15-$run"
   record W3R30 e2e --queue "w3r30-$run" --inflight 256 --batch 256 --prefetch 256 --rate 30000 "${W3R30[@]}"
-  done_with "w3r30-$run"
+  done_with W3R30 "w3r30-$run"
   record W5 failover --queue "w5-$run" --rate 1000 --fault kill "${W5[@]}" \
     --pid-dir "$RAFTQ_CLUSTER_DIR/pids" --restart-cmd "scripts/cluster.sh restart {id} >/dev/null"
   record W5p failover --queue "w5p-$run" --rate 1000 --fault pause "${W5[@]}" \
     --pid-dir "$RAFTQ_CLUSTER_DIR/pids"
 done
 
-if ((!QUICK)); then
+if ((!QUICK)) && { wanted Q10 || wanted Q100 || wanted IDLE1000 || wanted MEM1M; }; then
   echo "scale"
   record Q10 publish --queue q10 --queues 10 --producers 10 --inflight 256 --count 200000
   record Q100 publish --queue q100 --queues 100 --producers 100 --inflight 64 --count 200000

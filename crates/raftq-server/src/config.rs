@@ -198,7 +198,7 @@ pub enum LogFormat {
 
 // Failover time is bounded below by the leader lease (openraft 0.9: a
 // follower grants no vote until election_timeout_max has passed since it last
-// heard from the leader; peer_down.rs stands a follower the moment it ends
+// heard from the leader; the failover supervisor stands a follower the moment it ends
 // when the leader's process is gone). 220 ms puts a SIGKILLed leader's
 // replacement at about 250 ms (W5); heartbeats every 60 ms still leave three
 // chances to renew the lease, three fit in the shortest election timeout, and

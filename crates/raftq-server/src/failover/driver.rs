@@ -138,7 +138,7 @@ fn apply(node: &Arc<Node>, action: Action) {
                         elections = times,
                         "refused a candidate with a shorter log while the leader is silent: standing at once"
                     );
-                    node.metrics().outrun_elections.inc();
+                    node.metrics().shorter_log_elections.inc();
                 }
             }
             g.raft.runtime_config().tick(true);

@@ -155,9 +155,9 @@ pub fn render(node: &Node) -> Result<String, std::fmt::Error> {
             &m.elections_won,
         ),
         (
-            "raftq_outrun_elections_total",
+            "raftq_shorter_log_elections_total",
             "Elections this node started at once after refusing a candidate with a shorter log while the leader was silent.",
-            &m.outrun_elections,
+            &m.shorter_log_elections,
         ),
         (
             "raftq_alarms_raised_total",

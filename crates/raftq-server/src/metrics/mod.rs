@@ -88,8 +88,8 @@ pub struct NodeMetrics {
     pub read_index_requests: Counter,
     pub elections_won: Counter,
     /// Elections started at once after refusing a shorter-log candidate
-    /// while the leader was silent (`outrun`).
-    pub outrun_elections: Counter,
+    /// while the leader was silent (see `failover::vote`).
+    pub shorter_log_elections: Counter,
     pub publish_commit_latency: Histogram,
     /// Time a consistent read waited: read index from the leader, then the
     /// local replica applying up to it.
