@@ -220,13 +220,34 @@ impl Cluster {
             node.listen.clone(),
             "--advertise".into(),
             node.addr.clone(),
-            "--initial-cluster".into(),
-            self.initial_cluster.clone(),
-            "--metrics-listen".into(),
-            node.metrics_addr.clone(),
         ];
+        match &node.join {
+            Some(join) => args.extend(["--join".to_string(), join.clone()]),
+            None => args.extend([
+                "--initial-cluster".to_string(),
+                self.initial_cluster.clone(),
+            ]),
+        }
+        args.extend(["--metrics-listen".into(), node.metrics_addr.clone()]);
         args.extend(self.extra_args.iter().cloned());
         self.node_mut(id).spawn(&bin, &args, filter.as_deref());
+    }
+
+    /// Starts a new node (the next id, an empty data dir) that joins the
+    /// running cluster through the nodes `via`; returns its id.
+    pub fn add_node(&mut self, via: &[u64]) -> u64 {
+        let id = self.ids().into_iter().max().unwrap_or(0) + 1;
+        let root = self.root.as_ref().expect("cluster root dir").path();
+        let mut node = NodeProc::new(
+            id,
+            format!("127.0.0.1:{}", free_port()),
+            format!("127.0.0.1:{}", free_port()),
+            root.join(format!("node{id}")),
+        );
+        node.join = Some(self.addrs(via).join(","));
+        self.nodes.push(node);
+        self.spawn(id);
+        id
     }
 
     /// SIGKILL: the process dies at once, its disk state stays.

@@ -102,6 +102,9 @@ pub struct NodeProc {
     pub data_dir: PathBuf,
     /// stdout and stderr of every run of this node, appended across restarts.
     pub log_path: PathBuf,
+    /// Addresses it joins through (`--join`) instead of bootstrapping with the
+    /// initial cluster.
+    pub join: Option<String>,
     child: Option<Child>,
     stopped: bool,
 }
@@ -115,6 +118,7 @@ impl NodeProc {
             metrics_addr,
             log_path: data_dir.join("raftqd.log"),
             data_dir,
+            join: None,
             child: None,
             stopped: false,
         }

@@ -44,8 +44,9 @@ pub use error::{Applied, Error, Result};
 pub use message::{message_with_headers, IntoMessage};
 pub use producer::{Confirm, Producer, ProducerOptions};
 pub use raftq_proto::v1::{
-    ClusterStatusResponse, Consistency, Delivery, NodeAlarm, NodeStatus, Overflow, PublishMessage,
-    QueueInfo, QueueKind, QueueOptions, ReadResponse, ReplicaStatus, SettleOutcome, StoredMessage,
+    ClusterStatusResponse, Consistency, Delivery, NodeAlarm, NodeRole, NodeStatus, Overflow,
+    PublishMessage, QueueInfo, QueueKind, QueueOptions, ReadResponse, ReplicaStatus, SettleOutcome,
+    StoredMessage,
 };
 pub use retry::Backoff;
 pub use stream::{StreamOptions, StreamReader, StreamStart};

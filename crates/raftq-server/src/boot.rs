@@ -1,20 +1,26 @@
-//! Booting a node: open its store, start or resume the metadata group
-//! (bootstrapping it on first start of an initial member), and start the
-//! node's background tasks.
+//! Booting a node: open its store, make sure the data dir may take part in the
+//! cluster under this id (see `meta::identity`), start or resume the metadata
+//! group (bootstrapping it, or joining a running cluster, on a first start),
+//! and start the node's background tasks.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use openraft::BasicNode;
+use raftq_store::{Identity, NodeStore};
 
 use crate::config::Config;
 use crate::meta::catalog::Catalog;
+use crate::meta::identity::{refusal, Starting};
 use crate::node::{Node, StartError};
 use crate::raft::state_machine::GroupState;
 use crate::raft::types::{NodeId, METADATA_GROUP};
 
 pub async fn start_node(config: Config) -> Result<Arc<Node>, StartError> {
-    let (node, snapshot_requests) = Node::open(config)?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Raft(e.to_string()))?;
+    let store = NodeStore::open(&config.data_dir)?;
+    let identity = settle_identity(&config, &store).await?;
+    let (node, snapshot_requests) = Node::new(config, store, identity)?;
     let node = Arc::new(node);
     tokio::spawn(crate::raft::snapshot_requests::run(
         node.clone(),
@@ -29,22 +35,72 @@ pub async fn start_node(config: Config) -> Result<Arc<Node>, StartError> {
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
     if !initialized {
-        let initial = &node.config().initial_cluster;
-        if initial.is_empty() {
+        let config = node.config();
+        if !config.join.is_empty() {
+            tokio::spawn(crate::meta::membership::join_cluster(node.clone()));
+        } else if config.initial_cluster.is_empty() {
             return Err(StartError::NotBootstrapped);
-        }
-        let members: BTreeMap<NodeId, BasicNode> = initial
-            .iter()
-            .map(|(id, addr)| (*id, BasicNode::new(addr)))
-            .collect();
-        // Every initial node initializes with the same members, which openraft
-        // documents as safe; whoever is already initialized refuses, harmlessly.
-        if let Err(e) = meta.raft.initialize(members).await {
-            tracing::info!("metadata group already initialized elsewhere: {e}");
+        } else {
+            let members: BTreeMap<NodeId, BasicNode> = config
+                .initial_cluster
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode::new(addr)))
+                .collect();
+            // Every initial node initializes with the same members, which
+            // openraft documents as safe; whoever is already initialized
+            // refuses, harmlessly.
+            if let Err(e) = meta.raft.initialize(members).await {
+                tracing::info!("metadata group already initialized elsewhere: {e}");
+            }
         }
     }
     tokio::spawn(crate::meta::reconcile::run(node.clone()));
+    tokio::spawn(crate::meta::membership::run_registry(node.clone()));
     tokio::spawn(crate::failover::driver::run(node.clone()));
     tokio::spawn(crate::alarms::monitor::run(node.clone()));
     Ok(node)
+}
+
+/// The data dir's identity, created on a first start, after asking the peers
+/// this node knows of whether the cluster accepts it under its id.
+async fn settle_identity(config: &Config, store: &NodeStore) -> Result<Identity, StartError> {
+    let recorded = store.identity()?;
+    if let Some(id) = &recorded {
+        if id.node_id != config.id {
+            return Err(StartError::Refused(format!(
+                "data dir {} belongs to node {}, not {}: start it with --id {}",
+                config.data_dir.display(),
+                id.node_id,
+                config.id,
+                id.node_id
+            )));
+        }
+    }
+    let blank = recorded.is_none() && store.is_blank();
+    let identity = recorded.clone().unwrap_or_else(|| Identity {
+        node_id: config.id,
+        incarnation: rand::random(),
+        cluster_id: None,
+    });
+    let peers: Vec<String> = config
+        .initial_cluster
+        .iter()
+        .filter(|(id, _)| **id != config.id)
+        .map(|(_, addr)| addr.clone())
+        .chain(config.join.iter().cloned())
+        .collect();
+    let answers = crate::meta::membership::identify(&peers, config.id).await;
+    let starting = Starting {
+        node: config.id,
+        incarnation: identity.incarnation,
+        cluster_id: identity.cluster_id.as_deref(),
+        blank,
+    };
+    if let Some(why) = refusal(starting, &answers) {
+        return Err(StartError::Refused(why));
+    }
+    if recorded.is_none() {
+        store.record_identity(&identity)?;
+    }
+    Ok(identity)
 }

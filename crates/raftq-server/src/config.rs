@@ -47,6 +47,10 @@ pub struct Settings {
     /// "1=HOST:PORT,2=HOST:PORT,..." used only to bootstrap an empty data dir.
     #[arg(long, env = "RAFTQ_INITIAL_CLUSTER")]
     pub initial_cluster: Option<String>,
+    /// "HOST:PORT,..." of nodes of a running cluster, used only by an empty
+    /// data dir: this node joins that cluster as a new member.
+    #[arg(long, env = "RAFTQ_JOIN")]
+    pub join: Option<String>,
     /// HTTP address serving Prometheus metrics at /metrics. [default: off]
     #[arg(long, env = "RAFTQ_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
@@ -123,6 +127,7 @@ impl Default for Settings {
             listen: DEFAULT_LISTEN.into(),
             advertise: None,
             initial_cluster: None,
+            join: None,
             metrics_listen: None,
             log_format: DEFAULT_LOG_FORMAT.into(),
             heartbeat_ms: DEFAULT_HEARTBEAT_MS,
@@ -253,6 +258,8 @@ pub struct Config {
     pub listen: String,
     pub advertise: String,
     pub initial_cluster: BTreeMap<u64, String>,
+    /// Nodes of a running cluster this node joins, when its data dir is empty.
+    pub join: Vec<String>,
     pub metrics_listen: Option<String>,
     pub log_format: LogFormat,
     pub heartbeat_ms: u64,
@@ -354,6 +361,22 @@ impl Config {
             Some(list) => parse_initial_cluster(&list)?,
             None => BTreeMap::new(),
         };
+        let join: Vec<String> = s
+            .join
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect();
+        if !initial_cluster.is_empty() && !join.is_empty() {
+            return Err(ConfigError::Invalid(
+                "give --initial-cluster to bootstrap a new cluster or --join to add this node to a \
+                 running one, not both"
+                    .into(),
+            ));
+        }
         if !initial_cluster.is_empty() && !initial_cluster.contains_key(&id) {
             return Err(ConfigError::Invalid(format!(
                 "--initial-cluster does not contain this node's id {id}"
@@ -374,6 +397,7 @@ impl Config {
             listen: s.listen,
             advertise,
             initial_cluster,
+            join,
             metrics_listen: s.metrics_listen,
             log_format,
             heartbeat_ms: s.heartbeat_ms,

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::ServerState;
 use parking_lot::RwLock;
-use raftq_store::NodeStore;
+use raftq_store::{Identity, NodeStore};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -91,6 +91,10 @@ pub struct Node {
     metrics: Arc<NodeMetrics>,
     publish_keys: KeySource,
     alarms: Alarms,
+    /// Who this data dir belongs to (see `meta::identity`).
+    identity: parking_lot::Mutex<Identity>,
+    /// Data dir incarnations peers reported in their node heartbeats.
+    peer_incarnations: parking_lot::Mutex<HashMap<NodeId, u64>>,
     raft_config: Arc<openraft::Config>,
     snapshot_requests: SnapshotRequests,
     groups: RwLock<HashMap<GroupId, Arc<Group>>>,
@@ -104,8 +108,12 @@ pub enum StartError {
     Store(#[from] raftq_store::StoreError),
     #[error("raft: {0}")]
     Raft(String),
-    #[error("this data dir was never bootstrapped: start it with --initial-cluster")]
+    #[error(
+        "this data dir is empty: start it with --initial-cluster (a new cluster) or --join (a new node of a running cluster)"
+    )]
     NotBootstrapped,
+    #[error("refusing to start: {0}")]
+    Refused(String),
 }
 
 /// Leader wall-clock time for commands. Queue state machines never read a clock;
@@ -118,13 +126,13 @@ pub fn now_ms() -> u64 {
 }
 
 impl Node {
-    /// Opens the node's store; the groups start later (see `boot`). Snapshot
-    /// requests of its state machines arrive on the returned receiver.
-    pub(crate) fn open(
+    /// A node over its opened store; the groups start later (see `boot`).
+    /// Snapshot requests of its state machines arrive on the returned receiver.
+    pub(crate) fn new(
         config: Config,
+        store: NodeStore,
+        identity: Identity,
     ) -> Result<(Self, mpsc::UnboundedReceiver<GroupId>), StartError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Raft(e.to_string()))?;
-        let store = NodeStore::open(&config.data_dir)?;
         let raft_config = Arc::new(config.raft_config()?);
         let (to_node, requests) = mpsc::unbounded_channel();
         let node = Node {
@@ -139,6 +147,8 @@ impl Node {
             metrics: Arc::new(NodeMetrics::default()),
             publish_keys: KeySource::default(),
             alarms: Alarms::default(),
+            identity: parking_lot::Mutex::new(identity),
+            peer_incarnations: parking_lot::Mutex::default(),
             raft_config,
             snapshot_requests: SnapshotRequests {
                 trigger: config.snapshot_trigger,
@@ -189,6 +199,40 @@ impl Node {
     /// This node's memory and disk alarms, and its peers' as heard.
     pub fn alarms(&self) -> &Alarms {
         &self.alarms
+    }
+
+    pub fn identity(&self) -> Identity {
+        self.identity.lock().clone()
+    }
+
+    /// Records the cluster this data dir belongs to, durably, once known.
+    pub(crate) fn record_cluster_id(&self, cluster_id: &str) -> Result<(), StartError> {
+        let mut identity = self.identity.lock();
+        if identity.cluster_id.as_deref() == Some(cluster_id) {
+            return Ok(());
+        }
+        let mut recorded = identity.clone();
+        recorded.cluster_id = Some(cluster_id.to_string());
+        self.store.record_identity(&recorded)?;
+        *identity = recorded;
+        Ok(())
+    }
+
+    pub(crate) fn heard_incarnation(&self, peer: NodeId, incarnation: u64) {
+        self.peer_incarnations.lock().insert(peer, incarnation);
+    }
+
+    /// Data dir incarnations of this node and of the peers heard from.
+    pub(crate) fn incarnations(&self) -> Vec<(NodeId, u64)> {
+        let mut known: Vec<(NodeId, u64)> = self
+            .peer_incarnations
+            .lock()
+            .iter()
+            .map(|(n, i)| (*n, *i))
+            .collect();
+        known.push((self.id, self.identity.lock().incarnation));
+        known.sort_unstable();
+        known
     }
 
     pub fn group(&self, id: GroupId) -> Option<Arc<Group>> {

@@ -11,6 +11,7 @@
 
 mod codec;
 mod committer;
+mod identity;
 mod log_cleaner;
 mod log_store;
 mod node_store;
@@ -18,6 +19,7 @@ mod snapshot_store;
 
 pub use codec::decode as decode_untrusted;
 pub use committer::{FlushStats, GroupCommitter};
+pub use identity::Identity;
 pub use log_store::{LogStore, REPLICATION_BATCH_BYTES};
 pub use node_store::NodeStore;
 pub use snapshot_store::{

@@ -84,7 +84,8 @@ fn print_json(status: &ClusterStatusResponse) -> std::io::Result<()> {
         .iter()
         .map(|n| {
             json!({
-                "id": n.id, "address": n.address, "up": n.up,
+                "id": n.id, "address": n.address, "up": n.up, "role": role_name(n.role),
+                "incarnation": n.incarnation,
                 "last_seen_ms": last_seen(n.last_seen_ms), "groups_led": n.groups_led,
                 "alarms": n.alarms.iter().map(|a| json!({
                     "resource": a.resource, "reading": a.reading, "limit": a.limit,
@@ -96,6 +97,7 @@ fn print_json(status: &ClusterStatusResponse) -> std::io::Result<()> {
         "{}",
         json!({
             "answered_by": status.answered_by,
+            "cluster_id": status.cluster_id,
             "metadata_leader": status.metadata_leader,
             "nodes": nodes,
             "queues": queues,
@@ -104,6 +106,14 @@ fn print_json(status: &ClusterStatusResponse) -> std::io::Result<()> {
             "under_replicated_queues": s.under_replicated,
         })
     )
+}
+
+/// A learner is a joining node still catching up: it does not vote yet.
+fn role_name(role: i32) -> &'static str {
+    match raftq_client::NodeRole::try_from(role) {
+        Ok(raftq_client::NodeRole::Learner) => "learner",
+        _ => "voter",
+    }
 }
 
 /// `1,2(1500),3(down)`: replicas with their lag when behind.
@@ -131,11 +141,15 @@ fn replicas_text(q: &QueueInfo, live: &[u64]) -> String {
 fn print_table(status: &ClusterStatusResponse) -> std::io::Result<()> {
     let s = summarize(status);
     let live: Vec<u64> = status.nodes.iter().filter(|n| n.up).map(|n| n.id).collect();
+    if !status.cluster_id.is_empty() {
+        outln!("cluster {}", status.cluster_id)?;
+    }
     outln!(
-        "{:<5} {:<22} {:<5} {:>10} {:>10}",
+        "{:<5} {:<22} {:<5} {:<8} {:>10} {:>10}",
         "NODE",
         "ADDRESS",
         "STATE",
+        "ROLE",
         "LAST SEEN",
         "GROUPS LED"
     )?;
@@ -146,10 +160,11 @@ fn print_table(status: &ClusterStatusResponse) -> std::io::Result<()> {
             Some(ms) => format!("{ms}ms ago"),
         };
         outln!(
-            "{:<5} {:<22} {:<5} {:>10} {:>10}",
+            "{:<5} {:<22} {:<5} {:<8} {:>10} {:>10}",
             n.id,
             n.address,
             if n.up { "up" } else { "DOWN" },
+            role_name(n.role),
             seen,
             n.groups_led
         )?;
@@ -256,6 +271,8 @@ mod tests {
             last_seen_ms: 0,
             groups_led: 0,
             alarms: vec![],
+            role: raftq_client::NodeRole::Voter as i32,
+            incarnation: 1,
         }
     }
 

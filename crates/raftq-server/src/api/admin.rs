@@ -7,7 +7,7 @@ use std::time::Duration;
 use raftq_proto::v1::admin_service_client::AdminServiceClient;
 use raftq_proto::v1::{
     ClusterStatusResponse, CreateQueueRequest, CreateQueueResponse, DeleteQueueRequest, NodeAlarm,
-    NodeStatus, Overflow as ProtoOverflow, QueueInfo, QueueKind as ProtoKind,
+    NodeRole, NodeStatus, Overflow as ProtoOverflow, QueueInfo, QueueKind as ProtoKind,
     QueueOptions as ProtoOptions,
 };
 use raftq_queue::{Overflow, QueueOptions};
@@ -272,6 +272,17 @@ pub async fn list_queues(node: &Arc<Node>, hops: u32) -> Vec<QueueInfo> {
 pub async fn cluster_status(node: &Arc<Node>, hops: u32) -> ClusterStatusResponse {
     let queues = list_queues(node, hops).await;
     let metadata_leader = node.meta().and_then(|m| m.current_leader()).unwrap_or(0);
+    let voters = node.meta().map(|m| m.voter_ids()).unwrap_or_default();
+    let (cluster_id, incarnations) = node
+        .with_catalog(|c| {
+            let members = node.members();
+            let incarnations: Vec<(u64, u64)> = members
+                .keys()
+                .map(|id| (*id, c.incarnation(*id).unwrap_or(0)))
+                .collect();
+            (c.cluster_id().unwrap_or_default().to_string(), incarnations)
+        })
+        .unwrap_or_default();
     let nodes = node
         .members()
         .into_iter()
@@ -297,6 +308,15 @@ pub async fn cluster_status(node: &Arc<Node>, hops: u32) -> ClusterStatusRespons
                 last_seen_ms: seen.map(|d| d.as_millis() as u64).unwrap_or(u64::MAX),
                 groups_led: queues.iter().filter(|q| q.leader_id == id).count() as u64
                     + u64::from(metadata_leader == id),
+                role: if voters.contains(&id) {
+                    NodeRole::Voter
+                } else {
+                    NodeRole::Learner
+                } as i32,
+                incarnation: incarnations
+                    .iter()
+                    .find(|(n, _)| *n == id)
+                    .map_or(0, |(_, i)| *i),
             }
         })
         .collect();
@@ -305,5 +325,6 @@ pub async fn cluster_status(node: &Arc<Node>, hops: u32) -> ClusterStatusRespons
         queues,
         answered_by: node.id(),
         metadata_leader,
+        cluster_id,
     }
 }

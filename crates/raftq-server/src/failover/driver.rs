@@ -211,8 +211,9 @@ async fn ask_to_campaign(
 
 fn send_heartbeats(node: &Arc<Node>) {
     let alarms = node.alarms().own();
+    let incarnation = node.identity().incarnation;
     for (peer, addr) in node.peers() {
-        let beat = NodeHeartbeat::new(node.failover().beat_for(peer), alarms.clone());
+        let beat = NodeHeartbeat::new(node.failover().beat_for(peer), alarms.clone(), incarnation);
         let node = node.clone();
         tokio::spawn(async move {
             match node_heartbeat(&node, &addr, &beat).await {

@@ -1,5 +1,6 @@
 //! The node heartbeat each node sends each peer a few times a second, whatever
-//! its number of groups: the failover content of [`Beat`] and the alarms.
+//! its number of groups: the failover content of [`Beat`], the alarms, and the
+//! sender's data dir incarnation (see `meta::identity`).
 
 use serde::{Deserialize, Serialize};
 
@@ -14,25 +15,27 @@ pub struct NodeHeartbeat {
     /// The sender's memory and disk alarms: publishes are refused cluster-wide
     /// while any node has one.
     pub alarms: Vec<crate::alarms::Alarm>,
+    pub incarnation: u64,
 }
 
 impl NodeHeartbeat {
-    pub fn new(beat: Beat, alarms: Vec<crate::alarms::Alarm>) -> Self {
+    pub fn new(beat: Beat, alarms: Vec<crate::alarms::Alarm>, incarnation: u64) -> Self {
         Self {
             boot: beat.boot,
             quiesced: beat.quiesced,
             refresh: beat.refresh,
             alarms,
+            incarnation,
         }
     }
 
-    /// Its failover content, and its alarms.
-    pub fn split(self) -> (Beat, Vec<crate::alarms::Alarm>) {
+    /// Its failover content, its alarms and the sender's incarnation.
+    pub fn split(self) -> (Beat, Vec<crate::alarms::Alarm>, u64) {
         let beat = Beat {
             boot: self.boot,
             quiesced: self.quiesced,
             refresh: self.refresh,
         };
-        (beat, self.alarms)
+        (beat, self.alarms, self.incarnation)
     }
 }

@@ -1,9 +1,10 @@
-//! The metadata group's state: queue definitions and where their replicas live.
+//! The metadata group's state: the cluster's identity and its nodes' data
+//! dirs, queue definitions and where their replicas live.
 //!
 //! Pure and deterministic (no I/O, no clocks): every node applies the same log and
 //! computes the same placement, so the catalog never needs a coordinator.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -46,8 +47,23 @@ pub struct QueueDef {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum CatalogCommand {
-    CreateQueue { name: String, spec: QueueSpec },
-    DeleteQueue { name: String },
+    CreateQueue {
+        name: String,
+        spec: QueueSpec,
+    },
+    DeleteQueue {
+        name: String,
+    },
+    /// Names the cluster, once: the first metadata leader proposes it, and
+    /// every data dir of the cluster records it.
+    InitCluster {
+        cluster_id: String,
+    },
+    /// The incarnation of a node's data dir, as the node reported it.
+    RegisterNode {
+        node: NodeId,
+        incarnation: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,12 +73,21 @@ pub enum CatalogOutcome {
     Deleted(QueueDef),
     NotFound,
     Invalid(String),
+    /// The cluster's id (the one just set, or the one it already had).
+    ClusterId(String),
+    Registered,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Catalog {
     queues: BTreeMap<String, QueueDef>,
     next_group: GroupId,
+    cluster_id: Option<String>,
+    /// Each node's data dir incarnation: a node starting with a data dir of
+    /// another incarnation lost its votes and is refused under that id.
+    incarnations: BTreeMap<NodeId, u64>,
+    /// Removed nodes: their ids are never accepted again.
+    removed: BTreeSet<NodeId>,
 }
 
 /// Why a queue name is refused, or `None` when it is fine.
@@ -95,6 +120,18 @@ impl Catalog {
         self.queues.values()
     }
 
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.as_deref()
+    }
+
+    pub fn incarnation(&self, node: NodeId) -> Option<u64> {
+        self.incarnations.get(&node).copied()
+    }
+
+    pub fn is_removed(&self, node: NodeId) -> bool {
+        self.removed.contains(&node)
+    }
+
     pub fn by_group(&self, group: GroupId) -> Option<&QueueDef> {
         self.queues.values().find(|q| q.group == group)
     }
@@ -108,6 +145,26 @@ impl Catalog {
                 Some(def) => CatalogOutcome::Deleted(def),
                 None => CatalogOutcome::NotFound,
             },
+            CatalogCommand::InitCluster { cluster_id } => {
+                CatalogOutcome::ClusterId(self.cluster_id.get_or_insert(cluster_id).clone())
+            }
+            CatalogCommand::RegisterNode { node, incarnation } => self.register(node, incarnation),
+        }
+    }
+
+    fn register(&mut self, node: NodeId, incarnation: u64) -> CatalogOutcome {
+        if self.removed.contains(&node) {
+            return CatalogOutcome::Invalid(format!("node {node} was removed from the cluster"));
+        }
+        match self.incarnations.get(&node) {
+            Some(known) if *known != incarnation => CatalogOutcome::Invalid(format!(
+                "node {node} is registered with another data dir (incarnation {known})"
+            )),
+            Some(_) => CatalogOutcome::Registered,
+            None => {
+                self.incarnations.insert(node, incarnation);
+                CatalogOutcome::Registered
+            }
         }
     }
 
@@ -291,5 +348,23 @@ mod tests {
             CatalogOutcome::Created(def) => assert_eq!(def.replicas, vec![1, 2, 3]),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_cluster_is_named_once_and_a_node_keeps_its_first_data_dir() {
+        let mut c = Catalog::default();
+        let init = |id: &str| CatalogCommand::InitCluster {
+            cluster_id: id.into(),
+        };
+        assert!(matches!(c.apply(init("a"), &[1]), CatalogOutcome::ClusterId(id) if id == "a"));
+        assert!(matches!(c.apply(init("b"), &[1]), CatalogOutcome::ClusterId(id) if id == "a"));
+        let reg = |incarnation| CatalogCommand::RegisterNode {
+            node: 2,
+            incarnation,
+        };
+        assert!(matches!(c.apply(reg(7), &[1]), CatalogOutcome::Registered));
+        assert!(matches!(c.apply(reg(7), &[1]), CatalogOutcome::Registered));
+        assert!(matches!(c.apply(reg(8), &[1]), CatalogOutcome::Invalid(_)));
+        assert_eq!(c.incarnation(2), Some(7));
     }
 }

@@ -1,5 +1,8 @@
-//! The metadata group: the catalog of queues and their placement, and the
-//! reconciliation that starts and stops this node's replicas to match it.
+//! The metadata group: the catalog of queues and their placement, the
+//! reconciliation that starts and stops this node's replicas to match it, and
+//! the cluster's membership (which nodes, which data dirs).
 
 pub mod catalog;
+pub mod identity;
+pub mod membership;
 pub mod reconcile;

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use crate::failover::driver::NodeGroups;
 use crate::failover::heartbeat::NodeHeartbeat;
 use crate::failover::vote::{LogPos, VoteSeen, Voter};
+use crate::meta::identity::{IdentifyReply, JoinRequest};
 use crate::node::{Group, Node};
 use crate::raft::transport::pool::CONTROL_PAYLOAD_MAX;
 use crate::raft::transport::wire;
@@ -159,7 +160,8 @@ impl RaftPeer for PeerService {
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
-        let (beat, alarms) = decode::<NodeHeartbeat>(&req)?.split();
+        let (beat, alarms, incarnation) = decode::<NodeHeartbeat>(&req)?.split();
+        self.node.heard_incarnation(req.from, incarnation);
         self.node
             .alarms()
             .heard_from(req.from, alarms, std::time::Instant::now());
@@ -167,6 +169,21 @@ impl RaftPeer for PeerService {
             .failover()
             .node_heartbeat(req.from, &beat, &NodeGroups(&self.node));
         reply(&())
+    }
+
+    async fn identify(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req = request.into_inner();
+        let answer = self
+            .node
+            .with_catalog(|c| IdentifyReply::from_catalog(c, req.from))
+            .unwrap_or_default();
+        reply(&answer)
+    }
+
+    async fn join(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req = request.into_inner();
+        let join: JoinRequest = decode(&req)?;
+        reply(&crate::meta::membership::handle_join(&self.node, join).await)
     }
 
     async fn read_index(

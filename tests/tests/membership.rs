@@ -1,0 +1,227 @@
+//! Membership (README "Guarantees": a confirmed message is never lost; a node
+//! that lost its data never votes under its old id). A node whose data dir was
+//! wiped is refused under its old id with instructions; new nodes join a
+//! running cluster under load, learner first, and take new queues.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use raftq_client::{Client, ClientOptions, QueueOptions};
+use raftq_proto::v1::{ClusterStatusResponse, NodeRole};
+use raftq_tests::client::cluster_status;
+use raftq_tests::cluster::Cluster;
+use raftq_tests::consumer::drain;
+
+/// Polls node `via`'s cluster status until `ok` holds.
+async fn wait_status(
+    cluster: &Cluster,
+    via: u64,
+    what: &str,
+    timeout: Duration,
+    ok: impl Fn(&ClusterStatusResponse) -> bool,
+) -> ClusterStatusResponse {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(s) = cluster_status(&cluster.addr(via)).await {
+            if ok(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} within {timeout:?}: {s:#?}"
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: node {via} does not answer"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_on_a_blank_data_dir_is_refused_with_how_to_replace_it() {
+    let mut cluster = Cluster::start(3).await;
+    let status = wait_status(
+        &cluster,
+        1,
+        "cluster named and every data dir registered",
+        Duration::from_secs(20),
+        |s| !s.cluster_id.is_empty() && s.nodes.iter().all(|n| n.incarnation != 0),
+    )
+    .await;
+    let registered = status
+        .nodes
+        .iter()
+        .find(|n| n.id == 2)
+        .map(|n| n.incarnation);
+
+    cluster.kill(2);
+    let dir = cluster.node(2).data_dir.clone();
+    std::fs::remove_dir_all(&dir).expect("wipe node 2's data dir");
+    cluster.start_all();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        let node = cluster
+            .nodes
+            .iter_mut()
+            .find(|n| n.id == 2)
+            .expect("node 2");
+        if let Some(status) = node.exited() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 2 with a wiped data dir is still running: {}",
+            cluster.node(2).log_tail(2000)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let log = cluster.node(2).log();
+    assert!(!exit.success(), "refused start must fail: {exit:?}\n{log}");
+    for needed in [
+        "refusing to start",
+        "already has a node 2 with another data dir",
+        "this data dir is empty",
+        "must not rejoin under its old id",
+        "raftq cluster remove-node 2",
+        "a new --id and --join",
+    ] {
+        assert!(log.contains(needed), "missing {needed:?} in:\n{log}");
+    }
+
+    // The others keep serving, and still know node 2 by its old data dir.
+    let status = cluster_status(&cluster.addr(1)).await.expect("status");
+    let node2 = status
+        .nodes
+        .iter()
+        .find(|n| n.id == 2)
+        .expect("node 2 listed");
+    assert_eq!(Some(node2.incarnation), registered);
+    let client = Client::connect(vec![cluster.addr(1), cluster.addr(3)])
+        .await
+        .expect("connect");
+    client
+        .create_queue("still-here", QueueOptions::default())
+        .await
+        .expect("the two live nodes take writes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_join_under_load_and_new_queues_are_placed_on_them() {
+    let mut cluster = Cluster::start(3).await;
+    let original = cluster.addrs(&[1, 2, 3]);
+    let options = ClientOptions {
+        retry_deadline: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let client = Client::connect_with(original.clone(), options.clone())
+        .await
+        .expect("connect");
+    client
+        .create_queue("before", QueueOptions::default())
+        .await
+        .expect("create");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (client, stop) = (client.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut producer = client.producer("before");
+            let mut confirmed = BTreeSet::new();
+            let mut n = 0u64;
+            // Bounded: stops when told, or after 20,000 batches at most.
+            while !stop.load(Ordering::SeqCst) && n < 20_000 {
+                let payloads: Vec<Bytes> = (0..10)
+                    .map(|i| Bytes::from(format!("b{}", n * 10 + i)))
+                    .collect();
+                producer
+                    .send_batch(payloads.clone())
+                    .await
+                    .expect("confirmed within the retry deadline");
+                confirmed.extend(payloads);
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            confirmed
+        })
+    };
+
+    let four = cluster.add_node(&[1, 2, 3]);
+    let five = cluster.add_node(&[3]);
+    let status = wait_status(
+        &cluster,
+        1,
+        "five voters, all up and registered",
+        Duration::from_secs(60),
+        |s| {
+            s.nodes.len() == 5
+                && s.nodes
+                    .iter()
+                    .all(|n| n.up && n.role == NodeRole::Voter as i32 && n.incarnation != 0)
+        },
+    )
+    .await;
+    assert!(status.nodes.iter().any(|n| n.id == four));
+
+    // Queues created from now on are placed over all five nodes.
+    let everywhere = QueueOptions {
+        replicas: 5,
+        ..Default::default()
+    };
+    let all = cluster.addrs(&[1, 2, 3, four, five]);
+    let wide = Client::connect_with(vec![cluster.addr(five)], options)
+        .await
+        .expect("connect through a joined node");
+    let info = wide
+        .create_queue("after", everywhere)
+        .await
+        .expect("create");
+    assert_eq!(info.replicas, vec![1, 2, 3, four, five], "{info:?}");
+    let mut producer = wide.producer("after");
+    let mut sent = BTreeSet::new();
+    for n in 0..50u64 {
+        let batch: Vec<Bytes> = (0..10)
+            .map(|i| Bytes::from(format!("a{}", n * 10 + i)))
+            .collect();
+        producer.send_batch(batch.clone()).await.expect("confirmed");
+        sent.extend(batch);
+    }
+
+    // A joined node restarts like any other: its data dir is its membership.
+    cluster.restart(four);
+    wait_status(
+        &cluster,
+        four,
+        "node 4 back as a voter",
+        Duration::from_secs(30),
+        |s| {
+            s.metadata_leader != 0
+                && s.nodes
+                    .iter()
+                    .any(|n| n.id == four && n.role == NodeRole::Voter as i32)
+        },
+    )
+    .await;
+
+    stop.store(true, Ordering::SeqCst);
+    let confirmed = publisher.await.expect("publisher");
+    for (queue, expected) in [("before", &confirmed), ("after", &sent)] {
+        let drained = drain(&all, queue, expected.len(), Duration::from_secs(60)).await;
+        let delivered: BTreeSet<Bytes> = drained
+            .deliveries
+            .iter()
+            .map(|d| d.payload.clone())
+            .collect();
+        let lost: Vec<_> = expected.difference(&delivered).take(5).collect();
+        assert!(
+            lost.is_empty(),
+            "{queue}: confirmed messages lost: {lost:?}"
+        );
+        eprintln!("{queue}: {} confirmed, all delivered", expected.len());
+    }
+}
