@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raftq_client::{Client, ClientOptions, QueueOptions};
-use raftq_proto::v1::{ClusterStatusResponse, NodeRole};
-use raftq_tests::client::cluster_status;
+use raftq_proto::v1::{ChangeReplicasRequest, ClusterStatusResponse, NodeRole, RemoveNodeRequest};
+use raftq_tests::client::{cluster_status, get_queue};
 use raftq_tests::cluster::Cluster;
 use raftq_tests::consumer::drain;
 
@@ -224,4 +224,141 @@ async fn two_nodes_join_under_load_and_new_queues_are_placed_on_them() {
         );
         eprintln!("{queue}: {} confirmed, all delivered", expected.len());
     }
+}
+
+/// Polls queue `name` (through node `via`) until its group's voters are
+/// exactly `want` and no learner is left.
+async fn wait_voters(cluster: &Cluster, via: u64, name: &str, want: &[u64], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Ok(info) = get_queue(&cluster.addr(via), name).await {
+            if info.voters == want && info.learners.is_empty() && info.replicas == want {
+                return;
+            }
+            last = Some(info);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("queue {name}: voters not {want:?} within {timeout:?}: {last:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_is_replaced_and_a_queue_grows_and_shrinks_under_load() {
+    let mut cluster = Cluster::start(3).await;
+    let options = ClientOptions {
+        retry_deadline: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let client = Client::connect_with(cluster.addrs(&[1, 2, 3]), options)
+        .await
+        .expect("connect");
+    let info = client
+        .create_queue("q", QueueOptions::default())
+        .await
+        .expect("create");
+    assert_eq!(info.replicas, vec![1, 2, 3]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (client, stop) = (client.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut producer = client.producer("q");
+            let mut confirmed = BTreeSet::new();
+            let mut n = 0u64;
+            // Bounded: stops when told, or after 20,000 batches at most.
+            while !stop.load(Ordering::SeqCst) && n < 20_000 {
+                let payloads: Vec<Bytes> = (0..10)
+                    .map(|i| Bytes::from(format!("q{}", n * 10 + i)))
+                    .collect();
+                producer
+                    .send_batch(payloads.clone())
+                    .await
+                    .expect("confirmed within the retry deadline");
+                confirmed.extend(payloads);
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            confirmed
+        })
+    };
+
+    // Node 2's disk dies: it is gone with its data.
+    cluster.kill(2);
+    std::fs::remove_dir_all(&cluster.node(2).data_dir).expect("wipe node 2");
+    // Its replacement joins under a new id, and node 2 is removed: the queue's
+    // replica moves from 2 to 4, learner first.
+    let four = cluster.add_node(&[1, 3]);
+    wait_status(
+        &cluster,
+        1,
+        "node 4 a voter",
+        Duration::from_secs(60),
+        |s| {
+            s.nodes
+                .iter()
+                .any(|n| n.id == four && n.role == NodeRole::Voter as i32)
+        },
+    )
+    .await;
+    let mut admin = cluster.admin(1).await;
+    let status = admin
+        .remove_node(RemoveNodeRequest { node_id: 2 })
+        .await
+        .expect("remove node 2")
+        .into_inner();
+    assert!(status.nodes.iter().all(|n| n.id != 2), "{status:#?}");
+    wait_voters(&cluster, 1, "q", &[1, 3, four], Duration::from_secs(60)).await;
+
+    // A removed id is never accepted again, whatever the data dir.
+    cluster.start_all();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let node = cluster
+            .nodes
+            .iter_mut()
+            .find(|n| n.id == 2)
+            .expect("node 2");
+        if node.exited().is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "removed node 2 still running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = cluster.node(2).log();
+    assert!(
+        log.contains("node 2 was removed from cluster") && log.contains("never reused"),
+        "{log}"
+    );
+
+    // Shrink to two replicas and grow back to three.
+    for (replicas, want) in [(2u32, 2usize), (3, 3)] {
+        let info = admin
+            .change_replicas(ChangeReplicasRequest {
+                queue: "q".into(),
+                replicas,
+                ..Default::default()
+            })
+            .await
+            .expect("resize")
+            .into_inner();
+        assert_eq!(info.replicas.len(), want, "{info:?}");
+        wait_voters(&cluster, 1, "q", &info.replicas, Duration::from_secs(60)).await;
+    }
+
+    stop.store(true, Ordering::SeqCst);
+    let confirmed = publisher.await.expect("publisher");
+    let all = cluster.addrs(&[1, 3, four]);
+    let drained = drain(&all, "q", confirmed.len(), Duration::from_secs(60)).await;
+    let delivered: BTreeSet<Bytes> = drained
+        .deliveries
+        .iter()
+        .map(|d| d.payload.clone())
+        .collect();
+    let lost: Vec<_> = confirmed.difference(&delivered).take(5).collect();
+    assert!(lost.is_empty(), "confirmed messages lost: {lost:?}");
+    eprintln!(
+        "replace/shrink/grow: {} confirmed, all delivered",
+        confirmed.len()
+    );
 }

@@ -137,7 +137,7 @@ fn check_kind_options(kind: QueueKind, o: &ProtoOptions) -> Result<(), ApiError>
     )))
 }
 
-fn admin_client(
+pub(crate) fn admin_client(
     node: &Node,
     addr: &str,
 ) -> Result<AdminServiceClient<tonic::transport::Channel>, ApiError> {
@@ -149,7 +149,7 @@ fn admin_client(
 }
 
 /// Proposes a catalog change on the metadata leader, wherever it is.
-async fn catalog_write(
+pub(crate) async fn catalog_write(
     node: &Arc<Node>,
     cmd: CatalogCommand,
     hops: u32,
@@ -174,7 +174,7 @@ async fn catalog_write(
     }
 }
 
-enum CatalogRoute {
+pub(crate) enum CatalogRoute {
     Forward(String),
     Api(ApiError),
 }

@@ -26,6 +26,9 @@ fn info_from_group(node: &Node, def: &QueueDef, group: &Group) -> QueueInfo {
     info.leader_id = metrics.current_leader.unwrap_or(0);
     info.term = metrics.current_term;
     info.snapshot_index = metrics.snapshot.map(|l| l.index).unwrap_or(0);
+    let membership = metrics.membership_config.membership();
+    info.voters = membership.voter_ids().collect();
+    info.learners = membership.learner_ids().collect();
     info.purged_index = metrics.purged.map(|l| l.index).unwrap_or(0);
     {
         let applied = group.shared.read();

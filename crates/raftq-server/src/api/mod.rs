@@ -6,6 +6,7 @@ pub mod consume;
 mod consume_window;
 pub mod info;
 pub mod limits;
+pub mod membership;
 pub mod publish;
 pub mod publish_key;
 pub mod queue_service;

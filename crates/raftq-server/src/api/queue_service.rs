@@ -5,14 +5,15 @@ use std::sync::Arc;
 use raftq_proto::v1::admin_service_server::AdminService;
 use raftq_proto::v1::queue_service_server::QueueService;
 use raftq_proto::v1::{
-    ClusterStatusRequest, ClusterStatusResponse, CommitOffsetRequest, CommitOffsetResponse,
-    Consistency, ConsumeRequest, CreateQueueRequest, CreateQueueResponse, DeleteQueueRequest,
-    DeleteQueueResponse, GetQueueRequest, ListQueuesRequest, ListQueuesResponse, PublishRequest,
-    PublishResponse, QueueInfo, ReadRequest, ReadResponse, ReadStreamRequest,
+    ChangeReplicasRequest, ClusterStatusRequest, ClusterStatusResponse, CommitOffsetRequest,
+    CommitOffsetResponse, Consistency, ConsumeRequest, CreateQueueRequest, CreateQueueResponse,
+    DeleteQueueRequest, DeleteQueueResponse, GetQueueRequest, ListQueuesRequest,
+    ListQueuesResponse, PublishRequest, PublishResponse, QueueInfo, ReadRequest, ReadResponse,
+    ReadStreamRequest, RemoveNodeRequest,
 };
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::{admin, commit, consume, info, publish, read, stream};
+use crate::api::{admin, commit, consume, info, membership, publish, read, stream};
 use crate::node::Node;
 use crate::router;
 
@@ -127,5 +128,23 @@ impl AdminService for Api {
     ) -> Result<Response<ClusterStatusResponse>, Status> {
         let hops = router::hops(request.metadata());
         Ok(Response::new(admin::cluster_status(&self.node, hops).await))
+    }
+
+    async fn change_replicas(
+        &self,
+        request: Request<ChangeReplicasRequest>,
+    ) -> Result<Response<QueueInfo>, Status> {
+        let hops = router::hops(request.metadata());
+        let info = membership::change_replicas(&self.node, request.into_inner(), hops).await?;
+        Ok(Response::new(info))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<RemoveNodeRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
+        let hops = router::hops(request.metadata());
+        let status = membership::remove_node(&self.node, request.into_inner(), hops).await?;
+        Ok(Response::new(status))
     }
 }

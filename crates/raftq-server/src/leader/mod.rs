@@ -1,7 +1,9 @@
 //! What a queue group's leader does besides answering requests: the consumer
 //! sessions it hosts, the order it proposes an idempotent producer's batches
-//! in, and its upkeep (consumer reset, ticks, dead letters).
+//! in, its upkeep (consumer reset, ticks, dead letters) and moving the group's
+//! replicas to where the catalog wants them.
 
 pub mod proposal_order;
+pub mod replica_moves;
 pub mod sessions;
 pub mod upkeep;

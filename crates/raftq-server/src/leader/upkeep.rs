@@ -3,6 +3,7 @@
 //!   so every message the old leader had out is returned exactly once;
 //! - stamp `Tick`s into the log when a TTL, ack timeout or stream max age falls due;
 //! - hand dead letters to their target queue (idempotently) and confirm them;
+//! - move the group's replicas to the catalog's set (see `replica_moves`);
 //! - on losing leadership, end the consumer sessions hosted here.
 
 use std::sync::atomic::Ordering;
@@ -13,6 +14,7 @@ use raftq_proto::v1::{PublishMessage, PublishRequest};
 use raftq_queue::{Command, DeadLetter, Outcome};
 
 use crate::error::ApiError;
+use crate::leader::replica_moves::ReplicaMoves;
 
 use crate::node::{now_ms, Group, Node};
 use crate::raft::state_machine::GroupState;
@@ -63,6 +65,7 @@ async fn sleep_or_forever(wait: Option<Duration>) {
 pub async fn run(node: Arc<Node>, group: Arc<Group>, queue: String) {
     let mut metrics = group.raft.metrics();
     let mut was_leader = false;
+    let mut moves = ReplicaMoves::default();
     loop {
         let wait = idle_wait(&group, was_leader);
         tokio::select! {
@@ -82,6 +85,7 @@ pub async fn run(node: Arc<Node>, group: Arc<Group>, queue: String) {
                 node.sessions().close_group(group.id);
             }
             was_leader = false;
+            moves = ReplicaMoves::default();
             continue;
         }
         was_leader = true;
@@ -103,6 +107,7 @@ pub async fn run(node: Arc<Node>, group: Arc<Group>, queue: String) {
         }
         tick_if_due(&group).await;
         forward_dead_letters(&node, &group, &queue).await;
+        moves.step(&node, &group).await;
     }
 }
 

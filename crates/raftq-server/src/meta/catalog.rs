@@ -39,8 +39,12 @@ pub struct QueueDef {
     pub name: String,
     pub group: GroupId,
     pub spec: QueueSpec,
-    /// Node ids holding a replica, in placement order.
+    /// Node ids that should hold a replica. The group's leader moves its Raft
+    /// membership towards this set, learner first.
     pub replicas: Vec<NodeId>,
+    /// The replicas the group was created with: only they initialize it; a
+    /// replica added later waits to be added by the leader.
+    pub initial_replicas: Vec<NodeId>,
     /// Where the first leader should be (min-leaders placement).
     pub preferred_leader: NodeId,
 }
@@ -64,6 +68,24 @@ pub enum CatalogCommand {
         node: NodeId,
         incarnation: u64,
     },
+    /// Takes a node out of the cluster for good: its replicas move to other
+    /// nodes where there are any, and its id is never accepted again.
+    RemoveNode {
+        node: NodeId,
+    },
+    AddReplica {
+        name: String,
+        node: NodeId,
+    },
+    RemoveReplica {
+        name: String,
+        node: NodeId,
+    },
+    /// Grows or shrinks a queue to this many replicas, placed min-leaders.
+    ResizeQueue {
+        name: String,
+        replicas: u32,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +98,10 @@ pub enum CatalogOutcome {
     /// The cluster's id (the one just set, or the one it already had).
     ClusterId(String),
     Registered,
+    /// A queue's replica set as it is now.
+    Replicas(QueueDef),
+    /// A node removed: the queues whose replicas moved off it.
+    NodeRemoved(Vec<QueueDef>),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,7 +175,156 @@ impl Catalog {
                 CatalogOutcome::ClusterId(self.cluster_id.get_or_insert(cluster_id).clone())
             }
             CatalogCommand::RegisterNode { node, incarnation } => self.register(node, incarnation),
+            CatalogCommand::RemoveNode { node } => self.remove_node(node, nodes),
+            CatalogCommand::AddReplica { name, node } => {
+                self.change_replicas(&name, |def, catalog| {
+                    if def.replicas.contains(&node) {
+                        return Ok(());
+                    }
+                    if !nodes.contains(&node) || catalog.removed.contains(&node) {
+                        return Err(format!("node {node} is not a member of the cluster"));
+                    }
+                    def.replicas.push(node);
+                    Ok(())
+                })
+            }
+            CatalogCommand::RemoveReplica { name, node } => {
+                self.change_replicas(&name, |def, _| {
+                    if !def.replicas.contains(&node) {
+                        return Ok(());
+                    }
+                    if def.replicas.len() == 1 {
+                        return Err(format!(
+                            "node {node} holds the only replica of queue '{}'",
+                            def.name
+                        ));
+                    }
+                    def.replicas.retain(|r| *r != node);
+                    Ok(())
+                })
+            }
+            CatalogCommand::ResizeQueue { name, replicas } => {
+                let candidates = self.live_nodes(nodes);
+                self.change_replicas(&name, |def, catalog| {
+                    if replicas == 0 {
+                        return Err("a queue needs at least one replica".into());
+                    }
+                    let wanted = replicas as usize;
+                    if wanted > candidates.len() {
+                        return Err(format!(
+                            "queue '{}' cannot have {wanted} replicas: the cluster has {} nodes",
+                            def.name,
+                            candidates.len()
+                        ));
+                    }
+                    while def.replicas.len() < wanted {
+                        let Some(n) = catalog.least_loaded(&candidates, &def.replicas) else {
+                            break;
+                        };
+                        def.replicas.push(n);
+                    }
+                    while def.replicas.len() > wanted {
+                        let Some(n) = catalog.most_loaded(&def.replicas) else {
+                            break;
+                        };
+                        def.replicas.retain(|r| *r != n);
+                    }
+                    def.spec.replicas = ReplicaCount::Count(replicas);
+                    Ok(())
+                })
+            }
         }
+    }
+
+    /// Voters of the metadata group that were not removed.
+    fn live_nodes(&self, nodes: &[NodeId]) -> Vec<NodeId> {
+        nodes
+            .iter()
+            .copied()
+            .filter(|n| !self.removed.contains(n))
+            .collect()
+    }
+
+    fn hosted(&self) -> BTreeMap<NodeId, usize> {
+        let mut hosted = BTreeMap::new();
+        for q in self.queues.values() {
+            for r in &q.replicas {
+                *hosted.entry(*r).or_insert(0) += 1;
+            }
+        }
+        hosted
+    }
+
+    /// The candidate not in `taken` hosting the fewest replicas (lowest id first).
+    fn least_loaded(&self, candidates: &[NodeId], taken: &[NodeId]) -> Option<NodeId> {
+        let hosted = self.hosted();
+        candidates
+            .iter()
+            .copied()
+            .filter(|n| !taken.contains(n))
+            .min_by_key(|n| (hosted.get(n).copied().unwrap_or(0), *n))
+    }
+
+    /// Of `replicas`, the one on the node hosting the most (highest id first).
+    fn most_loaded(&self, replicas: &[NodeId]) -> Option<NodeId> {
+        let hosted = self.hosted();
+        replicas
+            .iter()
+            .copied()
+            .max_by_key(|n| (hosted.get(n).copied().unwrap_or(0), *n))
+    }
+
+    fn change_replicas(
+        &mut self,
+        name: &str,
+        change: impl FnOnce(&mut QueueDef, &Catalog) -> Result<(), String>,
+    ) -> CatalogOutcome {
+        let Some(mut def) = self.queues.get(name).cloned() else {
+            return CatalogOutcome::NotFound;
+        };
+        if let Err(why) = change(&mut def, self) {
+            return CatalogOutcome::Invalid(why);
+        }
+        def.replicas.sort_unstable();
+        if !def.replicas.contains(&def.preferred_leader) {
+            if let Some(first) = def.replicas.first() {
+                def.preferred_leader = *first;
+            }
+        }
+        self.queues.insert(def.name.clone(), def.clone());
+        CatalogOutcome::Replicas(def)
+    }
+
+    fn remove_node(&mut self, node: NodeId, nodes: &[NodeId]) -> CatalogOutcome {
+        if let Some(only) = self.queues.values().find(|q| q.replicas == [node]) {
+            return CatalogOutcome::Invalid(format!(
+                "node {node} holds the only replica of queue '{}': delete the queue or add a \
+                 replica elsewhere first",
+                only.name
+            ));
+        }
+        self.removed.insert(node);
+        let candidates = self.live_nodes(nodes);
+        let affected: Vec<String> = self
+            .queues
+            .values()
+            .filter(|q| q.replicas.contains(&node))
+            .map(|q| q.name.clone())
+            .collect();
+        let mut moved = Vec::new();
+        for name in affected {
+            let outcome = self.change_replicas(&name, |def, catalog| {
+                def.replicas.retain(|r| *r != node);
+                if let Some(n) = catalog.least_loaded(&candidates, &def.replicas) {
+                    def.replicas.push(n);
+                }
+                Ok(())
+            });
+            if let CatalogOutcome::Replicas(def) = outcome {
+                moved.push(def);
+            }
+        }
+        CatalogOutcome::NodeRemoved(moved)
     }
 
     fn register(&mut self, node: NodeId, incarnation: u64) -> CatalogOutcome {
@@ -190,6 +365,7 @@ impl Catalog {
             name: name.clone(),
             group: self.next_group,
             spec,
+            initial_replicas: replicas.clone(),
             replicas,
             preferred_leader,
         };
@@ -366,5 +542,84 @@ mod tests {
         assert!(matches!(c.apply(reg(7), &[1]), CatalogOutcome::Registered));
         assert!(matches!(c.apply(reg(8), &[1]), CatalogOutcome::Invalid(_)));
         assert_eq!(c.incarnation(2), Some(7));
+    }
+
+    fn created(c: &mut Catalog, name: &str, n: u32, nodes: &[NodeId]) -> QueueDef {
+        let cmd = CatalogCommand::CreateQueue {
+            name: name.into(),
+            spec: spec(ReplicaCount::Count(n)),
+        };
+        match c.apply(cmd, nodes) {
+            CatalogOutcome::Created(def) => def,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn removing_a_node_moves_its_replicas_to_the_least_loaded_others_for_good() {
+        let mut c = Catalog::default();
+        let nodes = [1, 2, 3, 4];
+        let a = created(&mut c, "a", 3, &nodes);
+        assert_eq!(a.replicas, vec![1, 2, 3]);
+        let out = c.apply(CatalogCommand::RemoveNode { node: 2 }, &nodes);
+        let CatalogOutcome::NodeRemoved(moved) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(moved[0].replicas, vec![1, 3, 4]);
+        assert_eq!(moved[0].initial_replicas, vec![1, 2, 3]);
+        assert!(c.is_removed(2));
+        let back = c.apply(
+            CatalogCommand::RegisterNode {
+                node: 2,
+                incarnation: 1,
+            },
+            &nodes,
+        );
+        assert!(matches!(back, CatalogOutcome::Invalid(_)), "{back:?}");
+        let add = c.apply(
+            CatalogCommand::AddReplica {
+                name: "a".into(),
+                node: 2,
+            },
+            &nodes,
+        );
+        assert!(matches!(add, CatalogOutcome::Invalid(_)), "{add:?}");
+    }
+
+    #[test]
+    fn a_queue_grows_onto_the_least_loaded_nodes_and_shrinks_off_the_most_loaded() {
+        let mut c = Catalog::default();
+        let nodes = [1, 2, 3, 4, 5];
+        created(&mut c, "a", 3, &[1, 2, 3]);
+        created(&mut c, "b", 1, &[1, 2, 3]);
+        let resize = |c: &mut Catalog, n| {
+            c.apply(
+                CatalogCommand::ResizeQueue {
+                    name: "a".into(),
+                    replicas: n,
+                },
+                &nodes,
+            )
+        };
+        let CatalogOutcome::Replicas(grown) = resize(&mut c, 5) else {
+            panic!()
+        };
+        assert_eq!(grown.replicas, vec![1, 2, 3, 4, 5]);
+        let CatalogOutcome::Replicas(shrunk) = resize(&mut c, 3) else {
+            panic!()
+        };
+        assert_eq!(shrunk.replicas.len(), 3);
+        assert!(matches!(resize(&mut c, 0), CatalogOutcome::Invalid(_)));
+        assert!(matches!(resize(&mut c, 6), CatalogOutcome::Invalid(_)));
+    }
+
+    #[test]
+    fn the_only_replica_of_a_queue_is_never_removed() {
+        let mut c = Catalog::default();
+        created(&mut c, "solo", 1, &[1, 2]);
+        let holder = c.queue("solo").map(|q| q.replicas[0]).unwrap_or_default();
+        let out = c.apply(CatalogCommand::RemoveNode { node: holder }, &[1, 2]);
+        assert!(matches!(out, CatalogOutcome::Invalid(_)), "{out:?}");
+        assert!(!c.is_removed(holder));
     }
 }

@@ -10,12 +10,16 @@ use serde::{Deserialize, Serialize};
 use crate::ids::NodeId;
 use crate::meta::catalog::Catalog;
 
-/// What a peer knows of a node id, from its applied catalog.
+/// What a peer knows of a node id, from its applied catalog, and who the
+/// peer itself is.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdentifyReply {
     pub cluster_id: Option<String>,
     pub incarnation: Option<u64>,
     pub removed: bool,
+    /// The answering node's id and data dir incarnation.
+    pub answered_by: NodeId,
+    pub answerer_incarnation: u64,
 }
 
 impl IdentifyReply {
@@ -24,6 +28,8 @@ impl IdentifyReply {
             cluster_id: catalog.cluster_id().map(str::to_string),
             incarnation: catalog.incarnation(node),
             removed: catalog.is_removed(node),
+            answered_by: 0,
+            answerer_incarnation: 0,
         }
     }
 }
@@ -110,6 +116,7 @@ mod tests {
                 cluster_id: Some("c1".into()),
                 incarnation,
                 removed,
+                ..Default::default()
             },
         )]
     }

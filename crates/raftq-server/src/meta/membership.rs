@@ -16,7 +16,7 @@ use raftq_proto::internal::RaftRequest;
 use crate::ids::{NodeId, METADATA_GROUP};
 use crate::meta::catalog::{CatalogCommand, CatalogOutcome};
 use crate::meta::identity::{IdentifyReply, JoinRequest};
-use crate::node::Node;
+use crate::node::{Group, Node};
 use crate::raft::transport::pool::{ChannelPool, Lane};
 use crate::raft::transport::wire;
 use crate::raft::types::{GroupCommand, GroupResponse};
@@ -200,11 +200,28 @@ pub async fn handle_join(node: &Node, req: JoinRequest) -> Result<(), String> {
     if meta.voter_ids().contains(&req.node) {
         return Ok(());
     }
+    if req.node == 0 || node.members().contains_key(&req.node) {
+        return Err(format!("node id {} is taken", req.node));
+    }
+    verify_joiner(node, &req).await?;
     tracing::info!(node = req.node, addr = %req.addr, "adding a node: catching it up as a learner");
     meta.raft
-        .add_learner(req.node, BasicNode::new(&req.addr), true)
+        .add_learner(req.node, BasicNode::new(&req.addr), false)
         .await
         .map_err(|e| format!("adding node {} as a learner: {e}", req.node))?;
+    if !caught_up(&meta, req.node, JOIN_TIMEOUT).await {
+        let gone = ChangeMembers::RemoveNodes(BTreeSet::from([req.node]));
+        if let Err(e) = meta.raft.change_membership(gone, false).await {
+            tracing::warn!(
+                node = req.node,
+                "dropping a learner that never caught up: {e}"
+            );
+        }
+        return Err(format!(
+            "node {} did not catch up within {JOIN_TIMEOUT:?}; it was dropped, retry",
+            req.node
+        ));
+    }
     let voters = ChangeMembers::AddVoterIds(BTreeSet::from([req.node]));
     meta.raft
         .change_membership(voters, false)
@@ -223,6 +240,52 @@ pub async fn handle_join(node: &Node, req: JoinRequest) -> Result<(), String> {
     }
     tracing::info!(node = req.node, "node joined the cluster as a voter");
     Ok(())
+}
+
+/// The node at the joiner's address must be that node, with that data dir:
+/// anything else would make an address that answers nothing, or another node,
+/// a voter.
+async fn verify_joiner(node: &Node, req: &JoinRequest) -> Result<(), String> {
+    let reply = call(
+        node.pool(),
+        &req.addr,
+        node.id(),
+        Rpc::Identify,
+        Bytes::new(),
+        IDENTIFY_TIMEOUT,
+    )
+    .await
+    .map_err(|e| format!("node {} does not answer at {}: {e}", req.node, req.addr))?;
+    let answer: IdentifyReply = wire::decode(&reply).map_err(|e| e.to_string())?;
+    if answer.answered_by != req.node || answer.answerer_incarnation != req.incarnation {
+        return Err(format!(
+            "the node at {} is node {} (incarnation {}), not the joining node {}",
+            req.addr, answer.answered_by, answer.answerer_incarnation, req.node
+        ));
+    }
+    Ok(())
+}
+
+/// Waits until the learner `id` matches the leader's log up to where it was
+/// when the wait began; false after `timeout`.
+async fn caught_up(group: &Group, id: NodeId, timeout: Duration) -> bool {
+    let target = group.raft.metrics().borrow().last_log_index.unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        let matched = group
+            .raft
+            .metrics()
+            .borrow()
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).copied().flatten())
+            .map(|l| l.index);
+        if matched.is_some_and(|m| m >= target) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// A new node's side of a join: asks the nodes of `--join` in turn until the

@@ -1,10 +1,11 @@
 //! Keeps the queue groups running on this node in line with the catalog: starts a
 //! replica when a queue placed here appears, stops and deletes it when the queue
-//! is deleted. Restarted nodes resume their groups the same way.
+//! is deleted or its replica moved off this node. Restarted nodes resume their
+//! groups the same way.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
 use raftq_queue::{StreamLog, WorkQueue};
@@ -12,15 +13,16 @@ use raftq_queue::{StreamLog, WorkQueue};
 use crate::meta::catalog::{QueueDef, QueueKind};
 use crate::node::{Node, StartError};
 use crate::raft::state_machine::GroupState;
-use crate::raft::types::{NodeId, METADATA_GROUP};
+use crate::raft::types::{GroupId, NodeId, METADATA_GROUP};
 
 pub async fn run(node: Arc<Node>) {
     let Some(meta) = node.meta() else {
         return;
     };
     let mut applied = meta.shared.applied_index.subscribe();
+    let mut moved_off: HashMap<GroupId, Instant> = HashMap::new();
     loop {
-        reconcile_once(&node).await;
+        reconcile_once(&node, &mut moved_off).await;
         // Also re-check now and then: a group whose start failed (for example a
         // peer address not yet known) gets another try.
         tokio::select! {
@@ -30,7 +32,11 @@ pub async fn run(node: Arc<Node>) {
     }
 }
 
-async fn reconcile_once(node: &Arc<Node>) {
+/// A replica the catalog moved off this node that never learns it left the
+/// group (it was down while the leader changed the membership) stops after this.
+const LEAVE_UNCONFIRMED_AFTER: Duration = Duration::from_secs(60);
+
+async fn reconcile_once(node: &Arc<Node>, moved_off: &mut HashMap<GroupId, Instant>) {
     let wanted: Vec<QueueDef> = node
         .with_catalog(|c| {
             c.queues()
@@ -45,18 +51,36 @@ async fn reconcile_once(node: &Arc<Node>) {
             tracing::warn!(queue = %def.name, "cannot start queue replica yet: {e}");
         }
     }
+    moved_off.retain(|g, _| !wanted_groups.contains(g));
     for group in node.groups() {
-        if group.id != METADATA_GROUP && !wanted_groups.contains(&group.id) {
-            // Only delete once the catalog is known to be applied past the group's
-            // creation; an empty catalog right after a restart is not a deletion.
-            let created = node
-                .meta()
-                .map(|m| m.shared.last_applied_index() > 0)
-                .unwrap_or(false);
-            if created {
-                tracing::info!(group = group.id, "queue deleted: stopping replica");
-                node.stop_group(group.id).await;
-            }
+        if group.id == METADATA_GROUP || wanted_groups.contains(&group.id) {
+            continue;
+        }
+        // Only delete once the catalog is known to be applied past the group's
+        // creation; an empty catalog right after a restart is not a deletion.
+        let applied = node
+            .meta()
+            .is_some_and(|m| m.shared.last_applied_index() > 0);
+        if !applied {
+            continue;
+        }
+        let queue_exists = node
+            .with_catalog(|c| c.by_group(group.id).is_some())
+            .unwrap_or(false);
+        if !queue_exists {
+            tracing::info!(group = group.id, "queue deleted: stopping replica");
+            node.stop_group(group.id).await;
+            continue;
+        }
+        // Moved off this node: leave once the group's own membership no longer
+        // lists this node, so it never drops out while it still counts for a
+        // quorum of the group.
+        let since = *moved_off.entry(group.id).or_insert_with(Instant::now);
+        let member = group.member_addr(node.id()).is_some();
+        if !member || since.elapsed() >= LEAVE_UNCONFIRMED_AFTER {
+            tracing::info!(group = group.id, "replica moved off this node: stopping it");
+            node.stop_group(group.id).await;
+            moved_off.remove(&group.id);
         }
     }
 }
@@ -77,9 +101,11 @@ async fn start_queue(node: &Arc<Node>, def: &QueueDef) -> Result<(), StartError>
         .is_initialized()
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
-    if !initialized {
+    // Only the replicas the group was created with initialize it; one added
+    // later waits for the leader to add it as a learner.
+    if !initialized && def.initial_replicas.contains(&node.id()) {
         let members: BTreeMap<NodeId, BasicNode> = def
-            .replicas
+            .initial_replicas
             .iter()
             .filter_map(|id| Some((*id, BasicNode::new(node.node_addr(*id)?))))
             .collect();

@@ -173,10 +173,12 @@ impl RaftPeer for PeerService {
 
     async fn identify(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
-        let answer = self
+        let mut answer = self
             .node
             .with_catalog(|c| IdentifyReply::from_catalog(c, req.from))
             .unwrap_or_default();
+        answer.answered_by = self.node.id();
+        answer.answerer_incarnation = self.node.identity().incarnation;
         reply(&answer)
     }
 
