@@ -4,8 +4,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use raftq_proto::v1::{
-    ClusterStatusRequest, ClusterStatusResponse, CreateQueueRequest, DeleteQueueRequest,
-    GetQueueRequest, ListQueuesRequest, QueueInfo, QueueOptions,
+    ChangeReplicasRequest, ClusterStatusRequest, ClusterStatusResponse, CreateQueueRequest,
+    DeleteQueueRequest, GetQueueRequest, ListQueuesRequest, QueueInfo, QueueOptions,
+    RemoveNodeRequest,
 };
 
 use crate::client::{request, Target};
@@ -140,6 +141,64 @@ impl Client {
             .await?;
         self.learn_nodes(&status);
         Ok(status)
+    }
+}
+
+/// A change of where a queue's replicas live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaChange {
+    /// One more replica, on this node.
+    Add(u64),
+    /// One replica fewer: the one on this node.
+    Remove(u64),
+    /// Grow or shrink to this many replicas, placed by the cluster.
+    Count(u32),
+}
+
+impl Client {
+    /// Changes a queue's replica set. Returns once the cluster has recorded
+    /// it; the queue's leader then moves the group there, learner first
+    /// (`QueueInfo::voters` and `learners` show the move).
+    pub async fn change_replicas(
+        &self,
+        queue: &str,
+        change: ReplicaChange,
+    ) -> Result<QueueInfo, Error> {
+        let (add_node, remove_node, replicas) = match change {
+            ReplicaChange::Add(n) => (n, 0, 0),
+            ReplicaChange::Remove(n) => (0, n, 0),
+            ReplicaChange::Count(c) => (0, 0, c),
+        };
+        self.call(Target::Any, |addr, timeout| {
+            let req = request(
+                ChangeReplicasRequest {
+                    queue: queue.to_string(),
+                    add_node,
+                    remove_node,
+                    replicas,
+                },
+                timeout,
+            );
+            async move {
+                Ok(self
+                    .admin_at(&addr)?
+                    .change_replicas(req)
+                    .await?
+                    .into_inner())
+            }
+        })
+        .await
+    }
+
+    /// Takes a node out of the cluster for good (alive or dead): its replicas
+    /// move to other nodes, then it leaves. Safe to repeat: a repeat finishes
+    /// what an interrupted one started.
+    pub async fn remove_node(&self, node: u64) -> Result<ClusterStatusResponse, Error> {
+        self.call(Target::Any, |addr, timeout| {
+            let req = request(RemoveNodeRequest { node_id: node }, timeout);
+            async move { Ok(self.admin_at(&addr)?.remove_node(req).await?.into_inner()) }
+        })
+        .await
     }
 }
 

@@ -38,6 +38,7 @@ mod producer;
 mod retry;
 mod stream;
 
+pub use admin::ReplicaChange;
 pub use client::{Client, ClientOptions};
 pub use consumer::{Consumer, Offsets, SettleFuture, Settlement, Settler};
 pub use error::{Applied, Error, Result};

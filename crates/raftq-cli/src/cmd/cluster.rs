@@ -19,6 +19,9 @@ pub enum ClusterCommand {
         #[arg(long, value_name = "SECS")]
         watch: Option<u64>,
     },
+    /// Take node ID out of the cluster for good, alive or dead: its replicas
+    /// move to other nodes first, and the id is never accepted again.
+    RemoveNode { id: u64 },
 }
 
 pub struct QueueHealth {
@@ -236,7 +239,12 @@ fn alarm_lines(status: &ClusterStatusResponse) -> Vec<String> {
 }
 
 pub async fn run(client: &Client, cmd: &ClusterCommand, json: bool) -> anyhow::Result<()> {
-    let ClusterCommand::Status { watch } = cmd;
+    let watch = match cmd {
+        ClusterCommand::Status { watch } => watch,
+        ClusterCommand::RemoveNode { id } => {
+            return crate::cmd::replicas::remove_node(client, *id, json).await
+        }
+    };
     loop {
         let status = client.cluster_status().await?;
         if json {

@@ -6,3 +6,4 @@ pub mod consume_stream;
 pub mod publish;
 pub mod queue;
 pub mod read;
+pub mod replicas;

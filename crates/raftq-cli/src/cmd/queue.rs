@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use raftq_client::{Client, Overflow, QueueKind, QueueOptions};
+use raftq_client::{Client, Overflow, QueueKind, QueueOptions, ReplicaChange};
 use raftq_cmdline::outln;
 use serde_json::json;
 
+use crate::cmd::replicas;
 use crate::queue_display::{kind_name, leader_text, queue_json};
 
 #[derive(Debug, Subcommand)]
@@ -19,6 +20,35 @@ pub enum QueueCommand {
     Info { name: String },
     /// Delete a queue and all its messages.
     Delete { name: String },
+    /// Add a replica on NODE (it catches up before it votes).
+    AddReplica {
+        name: String,
+        node: u64,
+        /// Return once the change is recorded, without waiting for the move.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Remove the replica on NODE.
+    RemoveReplica {
+        name: String,
+        node: u64,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Grow to REPLICAS replicas, on the nodes hosting the fewest.
+    Grow {
+        name: String,
+        replicas: u32,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Shrink to REPLICAS replicas, off the nodes hosting the most.
+    Shrink {
+        name: String,
+        replicas: u32,
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -189,6 +219,36 @@ pub async fn run(client: &Client, cmd: &QueueCommand, json: bool) -> anyhow::Res
                 print_info(&info)?;
             }
         }
+        QueueCommand::AddReplica {
+            name,
+            node,
+            no_wait,
+        } => replicas::change(client, name, ReplicaChange::Add(*node), *no_wait, json).await?,
+        QueueCommand::RemoveReplica {
+            name,
+            node,
+            no_wait,
+        } => replicas::change(client, name, ReplicaChange::Remove(*node), *no_wait, json).await?,
+        QueueCommand::Grow {
+            name,
+            replicas: n,
+            no_wait,
+        }
+        | QueueCommand::Shrink {
+            name,
+            replicas: n,
+            no_wait,
+        } => {
+            let current = client.get_queue(name).await?.replicas.len() as u32;
+            let growing = matches!(cmd, QueueCommand::Grow { .. });
+            if growing && *n < current || !growing && *n > current {
+                anyhow::bail!(
+                    "queue '{name}' has {current} replicas: use {} to go to {n}",
+                    if growing { "shrink" } else { "grow" }
+                );
+            }
+            replicas::change(client, name, ReplicaChange::Count(*n), *no_wait, json).await?
+        }
         QueueCommand::Delete { name } => {
             client.delete_queue(name).await?;
             if json {
@@ -210,6 +270,18 @@ fn print_info(info: &raftq_client::QueueInfo) -> std::io::Result<()> {
     outln!("queue      {} ({})", info.name, kind_name(o.kind))?;
     outln!("leader     {}", leader_text(info.leader_id))?;
     outln!("replicas   {}", join(&info.replicas))?;
+    if !info.learners.is_empty() || (!info.voters.is_empty() && info.voters != info.replicas) {
+        let learners = if info.learners.is_empty() {
+            "-".to_string()
+        } else {
+            join(&info.learners)
+        };
+        outln!(
+            "moving     voters {} -> {}, catching up {learners}",
+            join(&info.voters),
+            join(&info.replicas)
+        )?;
+    }
     for r in &info.replica_status {
         let snapshot = match r.snapshot_bytes_sent {
             0 => String::new(),
