@@ -64,6 +64,17 @@ fn as_str(v: Option<std::borrow::Cow<'_, Value>>) -> String {
         .unwrap_or_default()
 }
 
+/// Whether a RemoveNode request would remove one of the cluster's nodes: a
+/// real removal, which the content check cannot follow.
+fn names_a_member(method: &Method, frames: &[Bytes], members: &[u64]) -> bool {
+    frames.iter().any(|f| {
+        DynamicMessage::decode(method.input.clone(), f.clone())
+            .ok()
+            .and_then(|m| field(&m, "node_id").and_then(|v| v.as_u64()))
+            .is_some_and(|id| members.contains(&id))
+    })
+}
+
 /// What an accepted request did to the known queues, from the request and
 /// answer bodies.
 fn track(
@@ -218,8 +229,9 @@ async fn random_requests_to_every_rpc_get_a_precise_answer_and_change_nothing_re
 
     let mut ids = cluster.ids();
     ids.extend([0, work.group_id, stream.group_id]);
+    let not_members: Vec<u64> = vec![0, 99, work.group_id + 100];
     let names = vec![WORK.to_string(), STREAM.to_string(), "fz-other".to_string()];
-    let mut gen = Generator::new(StdRng::seed_from_u64(seed), names.clone(), ids);
+    let mut gen = Generator::new(StdRng::seed_from_u64(seed), names.clone(), ids.clone());
     let mut channels = Vec::new();
     for id in cluster.ids() {
         channels.push((id, channel(&cluster.addr(id)).await));
@@ -232,14 +244,28 @@ async fn random_requests_to_every_rpc_get_a_precise_answer_and_change_nothing_re
     while calls < max_calls && started.elapsed() < Duration::from_secs(secs) {
         calls += 1;
         let method = methods.choose(&mut gen.rng).expect("methods").clone();
-        // Deleting a known queue is accepted and ends the content check:
-        // that request is never made (every other method may name them).
-        if method.path.ends_with("AdminService/DeleteQueue") {
+        // Deleting a known queue, moving its replicas or removing a node are
+        // accepted and end the content check: those requests are never made
+        // (every other method may name the known queues and nodes).
+        let path = method.path.as_str();
+        if path.ends_with("AdminService/DeleteQueue")
+            || path.ends_with("AdminService/ChangeReplicas")
+        {
             gen.names.retain(|n| !known.contains_key(n));
         } else {
             gen.names = names.clone();
         }
+        gen.ids = if path.ends_with("AdminService/RemoveNode") {
+            not_members.clone()
+        } else {
+            ids.clone()
+        };
         let frames = frames(&mut gen, &method);
+        if path.ends_with("AdminService/RemoveNode")
+            && names_a_member(&method, &frames, &cluster.ids())
+        {
+            continue;
+        }
         let (node, channel) = channels.choose(&mut gen.rng).expect("nodes").clone();
         let answer = call(
             channel,
