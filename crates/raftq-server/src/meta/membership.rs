@@ -200,15 +200,24 @@ pub async fn handle_join(node: &Node, req: JoinRequest) -> Result<(), String> {
     if meta.voter_ids().contains(&req.node) {
         return Ok(());
     }
-    if req.node == 0 || node.members().contains_key(&req.node) {
-        return Err(format!("node id {} is taken", req.node));
+    // A learner already: an earlier attempt added it (and then failed, or its
+    // answer was lost); carry on from there.
+    let learner_at = node.members().get(&req.node).cloned();
+    match &learner_at {
+        Some(addr) if *addr != req.addr => {
+            return Err(format!("node id {} is taken (by {addr})", req.node));
+        }
+        _ if req.node == 0 => return Err("node id 0 is not a node id".into()),
+        _ => {}
     }
     verify_joiner(node, &req).await?;
-    tracing::info!(node = req.node, addr = %req.addr, "adding a node: catching it up as a learner");
-    meta.raft
-        .add_learner(req.node, BasicNode::new(&req.addr), false)
-        .await
-        .map_err(|e| format!("adding node {} as a learner: {e}", req.node))?;
+    if learner_at.is_none() {
+        tracing::info!(node = req.node, addr = %req.addr, "adding a node: catching it up as a learner");
+        meta.raft
+            .add_learner(req.node, BasicNode::new(&req.addr), false)
+            .await
+            .map_err(|e| format!("adding node {} as a learner: {e}", req.node))?;
+    }
     if !caught_up(&meta, req.node, JOIN_TIMEOUT).await {
         let gone = ChangeMembers::RemoveNodes(BTreeSet::from([req.node]));
         if let Err(e) = meta.raft.change_membership(gone, false).await {
