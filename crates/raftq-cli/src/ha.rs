@@ -21,9 +21,11 @@ pub fn queue_score(cluster_nodes: usize, in_sync_replicas: usize, has_leader: bo
 /// report, or, when it reports none, every listed replica if there is a
 /// leader (lag is measured against a leader; without one nothing is known in
 /// sync). Replicas on nodes that are down never count: a dead node's replica
-/// looks current until writes move on.
+/// looks current until writes move on. Nor does a learner (a replica still
+/// catching up during a move): it does not vote, so it adds no availability.
 pub fn in_sync(info: &QueueInfo, live_nodes: &[u64]) -> usize {
-    let live = |id: &u64| live_nodes.contains(id);
+    let voting = |id: &u64| info.voters.is_empty() || info.voters.contains(id);
+    let live = |id: &u64| live_nodes.contains(id) && voting(id);
     if info.leader_id == 0 {
         return 0;
     }
@@ -123,5 +125,19 @@ mod tests {
     fn cluster_score_is_the_mean() {
         assert!(close(cluster_score(&[4.0 / 3.0, 2.0 / 3.0]), 1.0));
         assert_eq!(cluster_score(&[]), 0.0);
+    }
+
+    #[test]
+    fn a_learner_catching_up_does_not_count() {
+        let info = QueueInfo {
+            leader_id: 1,
+            replicas: vec![1, 2, 4],
+            voters: vec![1, 2, 3],
+            learners: vec![4],
+            replica_status: vec![replica(1, 0), replica(2, 0), replica(3, 0), replica(4, 0)],
+            ..Default::default()
+        };
+        assert_eq!(in_sync(&info, &[1, 2, 3, 4]), 3);
+        assert_eq!(in_sync(&info, &[1, 2, 4]), 2);
     }
 }
