@@ -208,6 +208,9 @@ async fn memory_alarm_refuses_publishes_lets_consumers_drain_and_clears() {
     );
     assert_alarm_refusal(&refusal, "memory", None);
     for via in cluster.ids() {
+        // A node refuses once it has heard of the alarm (node heartbeats, a
+        // few a second, later under this load): wait for that, then publish.
+        heard_of_an_alarm(&cluster, via).await;
         let status = publish_riding_out_elections(&cluster, via, batch("mem", "again", 1, 10))
             .await
             .expect_err("every node refuses publishes while a node is in alarm");
@@ -384,4 +387,21 @@ async fn disk_alarm_on_one_node_refuses_publishes_everywhere_until_space_returns
     )
     .await;
     drop(cluster);
+}
+
+/// Waits until node `via` knows some node of the cluster is in alarm.
+async fn heard_of_an_alarm(cluster: &Cluster, via: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(status) = raftq_tests::client::cluster_status(&cluster.addr(via)).await {
+            if status.nodes.iter().any(|n| !n.alarms.is_empty()) {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {via} never heard of the alarm"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
