@@ -1,7 +1,8 @@
 //! Membership (README "Guarantees": a confirmed message is never lost; a node
 //! that lost its data never votes under its old id). A node whose data dir was
 //! wiped is refused under its old id with instructions; new nodes join a
-//! running cluster under load, learner first, and take new queues.
+//! running cluster under load, learner first, and take new queues; replicas
+//! and leaders move on request while a producer runs.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raftq_client::{Client, ClientOptions, QueueOptions};
-use raftq_proto::v1::{ChangeReplicasRequest, ClusterStatusResponse, NodeRole, RemoveNodeRequest};
+use raftq_proto::v1::{
+    ChangeReplicasRequest, ClusterStatusResponse, NodeRole, RebalanceRequest, RemoveNodeRequest,
+    TransferLeaderRequest,
+};
 use raftq_tests::client::{cluster_status, get_queue};
 use raftq_tests::cluster::Cluster;
 use raftq_tests::consumer::drain;
@@ -359,6 +363,103 @@ async fn a_dead_node_is_replaced_and_a_queue_grows_and_shrinks_under_load() {
     assert!(lost.is_empty(), "confirmed messages lost: {lost:?}");
     eprintln!(
         "replace/shrink/grow: {} confirmed, all delivered",
+        confirmed.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaders_move_on_request_and_rebalance_evens_them_under_load() {
+    let cluster = Cluster::start(3).await;
+    let options = ClientOptions {
+        retry_deadline: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let client = Client::connect_with(cluster.addrs(&[1, 2, 3]), options)
+        .await
+        .expect("connect");
+    let names: Vec<String> = (0..6).map(|i| format!("lead-{i}")).collect();
+    for name in &names {
+        client
+            .create_queue(name, QueueOptions::default())
+            .await
+            .expect("create");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (client, stop) = (client.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut producer = client.producer("lead-0");
+            let mut confirmed = BTreeSet::new();
+            let mut n = 0u64;
+            // Bounded: stops when told, or after 20,000 batches at most.
+            while !stop.load(Ordering::SeqCst) && n < 20_000 {
+                let payloads: Vec<Bytes> = (0..10)
+                    .map(|i| Bytes::from(format!("l{}", n * 10 + i)))
+                    .collect();
+                producer
+                    .send_batch(payloads.clone())
+                    .await
+                    .expect("confirmed through every leader move");
+                confirmed.extend(payloads);
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            confirmed
+        })
+    };
+
+    // Every leader onto node 1.
+    let mut admin = cluster.admin(2).await;
+    for name in &names {
+        let info = admin
+            .transfer_leader(TransferLeaderRequest {
+                queue: name.clone(),
+                to_node: 1,
+            })
+            .await
+            .expect("transfer")
+            .into_inner();
+        assert_eq!(info.leader_id, 1, "{name}: {info:?}");
+    }
+    let done = admin
+        .rebalance(RebalanceRequest {})
+        .await
+        .expect("rebalance")
+        .into_inner();
+    assert!(
+        done.moves.iter().all(|m| m.error.is_empty()),
+        "{:?}",
+        done.moves
+    );
+    let status = cluster_status(&cluster.addr(3)).await.expect("status");
+    let mut leads = std::collections::BTreeMap::from([(1u64, 0usize), (2, 0), (3, 0)]);
+    for q in status.queues.iter().filter(|q| names.contains(&q.name)) {
+        *leads.entry(q.leader_id).or_insert(0) += 1;
+    }
+    let (most, least) = (leads.values().max(), leads.values().min());
+    assert!(
+        most.zip(least).is_some_and(|(m, l)| m - l <= 1) && !leads.contains_key(&0),
+        "leaders not within one of even: {leads:?}"
+    );
+
+    stop.store(true, Ordering::SeqCst);
+    let confirmed = publisher.await.expect("publisher");
+    let drained = drain(
+        &cluster.addrs(&[1, 2, 3]),
+        "lead-0",
+        confirmed.len(),
+        Duration::from_secs(60),
+    )
+    .await;
+    let delivered: BTreeSet<Bytes> = drained
+        .deliveries
+        .iter()
+        .map(|d| d.payload.clone())
+        .collect();
+    let lost: Vec<_> = confirmed.difference(&delivered).take(5).collect();
+    assert!(lost.is_empty(), "confirmed messages lost: {lost:?}");
+    eprintln!(
+        "leader moves: {} confirmed, all delivered; leads {leads:?}",
         confirmed.len()
     );
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use raftq_proto::v1::{
     ChangeReplicasRequest, ClusterStatusRequest, ClusterStatusResponse, CreateQueueRequest,
     DeleteQueueRequest, GetQueueRequest, ListQueuesRequest, QueueInfo, QueueOptions,
-    RemoveNodeRequest,
+    RebalanceRequest, RebalanceResponse, RemoveNodeRequest, TransferLeaderRequest,
 };
 
 use crate::client::{request, Target};
@@ -186,6 +186,42 @@ impl Client {
                     .await?
                     .into_inner())
             }
+        })
+        .await
+    }
+
+    /// Moves the queue's leadership to `to` (or the follower with the most
+    /// log). Writes pause for about one leader lease; the client's retries
+    /// ride it out.
+    pub async fn transfer_leader(&self, queue: &str, to: Option<u64>) -> Result<QueueInfo, Error> {
+        let info = self
+            .call(Target::Any, |addr, timeout| {
+                let req = request(
+                    TransferLeaderRequest {
+                        queue: queue.to_string(),
+                        to_node: to.unwrap_or(0),
+                    },
+                    timeout,
+                );
+                async move {
+                    Ok(self
+                        .admin_at(&addr)?
+                        .transfer_leader(req)
+                        .await?
+                        .into_inner())
+                }
+            })
+            .await?;
+        self.learn_leader(&info.name, info.leader_id);
+        Ok(info)
+    }
+
+    /// Moves leaders until every node leads about as many queues as the
+    /// others.
+    pub async fn rebalance(&self) -> Result<RebalanceResponse, Error> {
+        self.call(Target::Any, |addr, timeout| {
+            let req = request(RebalanceRequest {}, timeout);
+            async move { Ok(self.admin_at(&addr)?.rebalance(req).await?.into_inner()) }
         })
         .await
     }

@@ -39,6 +39,9 @@ pub struct Group {
     pub counters: QueueCounters,
     /// Puts an idempotent producer's pipelined publishes in sequence order.
     pub proposal_order: ProposalOrder,
+    /// Set while this node, as leader, hands the group to another node: it
+    /// proposes nothing meanwhile, so the followers' leases can run out.
+    pub transferring: std::sync::atomic::AtomicBool,
     /// The leader upkeep task of a queue group (see `leader::upkeep`).
     upkeep: parking_lot::Mutex<Option<JoinHandle<()>>>,
 }
@@ -323,6 +326,7 @@ impl Node {
             consumers_ready_term: AtomicU64::new(0),
             counters: Default::default(),
             proposal_order: Default::default(),
+            transferring: Default::default(),
             upkeep: parking_lot::Mutex::new(None),
         });
         self.groups.write().insert(id, group.clone());

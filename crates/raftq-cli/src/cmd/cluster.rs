@@ -22,6 +22,9 @@ pub enum ClusterCommand {
     /// Take node ID out of the cluster for good, alive or dead: its replicas
     /// move to other nodes first, and the id is never accepted again.
     RemoveNode { id: u64 },
+    /// Move leaders until every node leads within one as many queues as the
+    /// others (where the replicas allow it).
+    Rebalance,
 }
 
 pub struct QueueHealth {
@@ -244,6 +247,7 @@ pub async fn run(client: &Client, cmd: &ClusterCommand, json: bool) -> anyhow::R
         ClusterCommand::RemoveNode { id } => {
             return crate::cmd::replicas::remove_node(client, *id, json).await
         }
+        ClusterCommand::Rebalance => return rebalance(client, json).await,
     };
     loop {
         let status = client.cluster_status().await?;
@@ -264,6 +268,54 @@ pub async fn run(client: &Client, cmd: &ClusterCommand, json: bool) -> anyhow::R
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }
+}
+
+async fn rebalance(client: &Client, json: bool) -> anyhow::Result<()> {
+    let done = client.rebalance().await?;
+    let failed = done.moves.iter().filter(|m| !m.error.is_empty()).count();
+    if json {
+        let moves: Vec<_> = done
+            .moves
+            .iter()
+            .map(|m| json!({"queue": m.queue, "from": m.from_node, "to": m.to_node, "error": m.error}))
+            .collect();
+        outln!("{}", json!({ "moves": moves, "failed": failed }))?;
+    } else {
+        for m in &done.moves {
+            let outcome = if m.error.is_empty() {
+                "moved".to_string()
+            } else {
+                format!("not moved: {}", m.error)
+            };
+            outln!(
+                "{:<20} {} -> {}  {outcome}",
+                m.queue,
+                m.from_node,
+                m.to_node
+            )?;
+        }
+        if let Some(status) = &done.status {
+            let mut leads: std::collections::BTreeMap<u64, usize> =
+                status.nodes.iter().map(|n| (n.id, 0)).collect();
+            for q in &status.queues {
+                *leads.entry(q.leader_id).or_insert(0) += 1;
+            }
+            let text: Vec<String> = leads
+                .iter()
+                .filter(|(id, _)| **id != 0)
+                .map(|(id, n)| format!("{id}:{n}"))
+                .collect();
+            outln!(
+                "{} move(s), {failed} failed; queues led per node {}",
+                done.moves.len(),
+                text.join(" ")
+            )?;
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} leader move(s) failed; run `raftq cluster rebalance` again");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

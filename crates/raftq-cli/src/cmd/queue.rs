@@ -42,6 +42,13 @@ pub enum QueueCommand {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Move the queue's leadership to another replica.
+    TransferLeader {
+        name: String,
+        /// The new leader [default: the follower with the most log].
+        #[arg(long)]
+        to: Option<u64>,
+    },
     /// Shrink to REPLICAS replicas, off the nodes hosting the most.
     Shrink {
         name: String,
@@ -248,6 +255,14 @@ pub async fn run(client: &Client, cmd: &QueueCommand, json: bool) -> anyhow::Res
                 );
             }
             replicas::change(client, name, ReplicaChange::Count(*n), *no_wait, json).await?
+        }
+        QueueCommand::TransferLeader { name, to } => {
+            let info = client.transfer_leader(name, *to).await?;
+            if json {
+                outln!("{}", json!({ "queue": name, "leader": info.leader_id }))?;
+            } else {
+                outln!("queue '{name}': leader {}", info.leader_id)?;
+            }
         }
         QueueCommand::Delete { name } => {
             client.delete_queue(name).await?;

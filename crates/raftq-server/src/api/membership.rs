@@ -1,5 +1,5 @@
-//! Changing where a queue's replicas live, and taking a node out of the
-//! cluster. The catalog changes first (through the metadata leader); each
+//! Changing where a queue's replicas and leader live, and taking a node out
+//! of the cluster. The catalog changes first (through the metadata leader); each
 //! queue's leader then moves its group there, learner first (see
 //! `leader::replica_moves`).
 
@@ -8,14 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ChangeMembers;
-use raftq_proto::v1::{ChangeReplicasRequest, ClusterStatusResponse, QueueInfo, RemoveNodeRequest};
+use raftq_proto::v1::{
+    ChangeReplicasRequest, ClusterStatusResponse, LeaderMove, QueueInfo, RebalanceResponse,
+    RemoveNodeRequest, TransferLeaderRequest,
+};
 
-use crate::api::admin::{admin_client, catalog_write, cluster_status, CatalogRoute};
+use crate::api::admin::{admin_client, catalog_write, cluster_status, list_queues, CatalogRoute};
 use crate::api::info;
 use crate::error::ApiError;
+use crate::leader::transfer::transfer;
 use crate::meta::catalog::{CatalogCommand, CatalogOutcome, QueueDef};
+use crate::meta::rebalance::{plan, Led};
 use crate::node::Node;
-use crate::router;
+use crate::router::{self, Route};
 
 /// How long `RemoveNode` waits for the replicas on the node to move.
 const MOVE_WAIT: Duration = Duration::from_secs(120);
@@ -136,4 +141,65 @@ pub async fn remove_node(
     }
     tracing::info!(node = id, "node removed from the cluster");
     Ok(cluster_status(node, 0).await)
+}
+
+pub async fn transfer_leader(
+    node: &Arc<Node>,
+    req: TransferLeaderRequest,
+    hops: u32,
+) -> Result<QueueInfo, ApiError> {
+    let def = router::queue_def(node, &req.queue).await?;
+    match router::route(node, def.group, &def.replicas, &def.name, hops)? {
+        Route::Local(group) => {
+            let to = (req.to_node != 0).then_some(req.to_node);
+            transfer(node, &group, to, &def.name).await?;
+            info::queue_info(node, &def, 0, None).await
+        }
+        Route::Remote { addr, .. } => {
+            node.metrics().forwarded_requests.inc();
+            admin_client(node, &addr)?
+                .transfer_leader(router::forwarded(req, hops))
+                .await
+                .map(|r| r.into_inner())
+                .map_err(ApiError::from)
+        }
+    }
+}
+
+pub async fn rebalance(node: &Arc<Node>, hops: u32) -> Result<RebalanceResponse, ApiError> {
+    let queues: Vec<Led> = list_queues(node, hops)
+        .await
+        .into_iter()
+        .map(|q| Led {
+            voters: if q.voters.is_empty() {
+                q.replicas.clone()
+            } else {
+                q.voters.clone()
+            },
+            queue: q.name,
+            leader: q.leader_id,
+        })
+        .collect();
+    let nodes: Vec<u64> = node.meta().map(|m| m.voter_ids()).unwrap_or_default();
+    let mut moves = Vec::new();
+    for (queue, from, to) in plan(&queues, &nodes) {
+        let req = TransferLeaderRequest {
+            queue: queue.clone(),
+            to_node: to,
+        };
+        let error = match transfer_leader(node, req, hops).await {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        };
+        moves.push(LeaderMove {
+            queue,
+            from_node: from,
+            to_node: to,
+            error,
+        });
+    }
+    Ok(RebalanceResponse {
+        moves,
+        status: Some(cluster_status(node, 0).await),
+    })
 }

@@ -9,7 +9,8 @@ use raftq_proto::v1::{
     CommitOffsetResponse, Consistency, ConsumeRequest, CreateQueueRequest, CreateQueueResponse,
     DeleteQueueRequest, DeleteQueueResponse, GetQueueRequest, ListQueuesRequest,
     ListQueuesResponse, PublishRequest, PublishResponse, QueueInfo, ReadRequest, ReadResponse,
-    ReadStreamRequest, RemoveNodeRequest,
+    ReadStreamRequest, RebalanceRequest, RebalanceResponse, RemoveNodeRequest,
+    TransferLeaderRequest,
 };
 use tonic::{Request, Response, Status, Streaming};
 
@@ -137,6 +138,25 @@ impl AdminService for Api {
         let hops = router::hops(request.metadata());
         let info = membership::change_replicas(&self.node, request.into_inner(), hops).await?;
         Ok(Response::new(info))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<TransferLeaderRequest>,
+    ) -> Result<Response<QueueInfo>, Status> {
+        let hops = router::hops(request.metadata());
+        let info = membership::transfer_leader(&self.node, request.into_inner(), hops).await?;
+        Ok(Response::new(info))
+    }
+
+    async fn rebalance(
+        &self,
+        request: Request<RebalanceRequest>,
+    ) -> Result<Response<RebalanceResponse>, Status> {
+        let hops = router::hops(request.metadata());
+        Ok(Response::new(
+            membership::rebalance(&self.node, hops).await?,
+        ))
     }
 
     async fn remove_node(

@@ -180,7 +180,7 @@ fn apply(node: &Arc<Node>, action: Action) {
     }
 }
 
-async fn ask_to_campaign(
+pub(crate) async fn ask_to_campaign(
     node: &Node,
     group: GroupId,
     follower: NodeId,

@@ -6,4 +6,5 @@
 pub mod proposal_order;
 pub mod replica_moves;
 pub mod sessions;
+pub mod transfer;
 pub mod upkeep;

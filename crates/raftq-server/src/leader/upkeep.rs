@@ -73,7 +73,7 @@ pub async fn run(node: Arc<Node>, group: Arc<Group>, queue: String) {
             _ = sleep_or_forever(wait) => {}
             _ = group.shared.dead_letters.notified() => {}
         }
-        if node.failover().draining() {
+        if node.failover().draining() || group.transferring.load(Ordering::SeqCst) {
             // Shutting down: propose nothing, so followers' leases can expire.
             continue;
         }

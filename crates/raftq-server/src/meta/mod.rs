@@ -5,4 +5,5 @@
 pub mod catalog;
 pub mod identity;
 pub mod membership;
+pub mod rebalance;
 pub mod reconcile;
