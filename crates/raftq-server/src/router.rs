@@ -63,13 +63,15 @@ pub fn route(
                 node.id()
             )))
         }
-        Some(g) if g.is_leader() && g.transferring.load(std::sync::atomic::Ordering::SeqCst) => {
-            return Err(ApiError::unavailable(format!(
-                "leadership of queue '{name}' is moving off node {}; retry",
-                node.id()
-            )))
+        Some(g) if g.is_leader() => {
+            if g.transferring.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(ApiError::unavailable(format!(
+                    "leadership of queue '{name}' is moving off node {}; retry",
+                    node.id()
+                )));
+            }
+            return Ok(Route::Local(g));
         }
-        Some(g) if g.is_leader() => return Ok(Route::Local(g)),
         Some(g) => match g.current_leader() {
             Some(leader) if leader != node.id() => match g.member_addr(leader) {
                 Some(addr) => Route::Remote {

@@ -3,9 +3,9 @@
 //! is deleted or its replica moved off this node. Restarted nodes resume their
 //! groups the same way.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::BasicNode;
 use raftq_queue::{StreamLog, WorkQueue};
@@ -13,16 +13,15 @@ use raftq_queue::{StreamLog, WorkQueue};
 use crate::meta::catalog::{QueueDef, QueueKind};
 use crate::node::{Node, StartError};
 use crate::raft::state_machine::GroupState;
-use crate::raft::types::{GroupId, NodeId, METADATA_GROUP};
+use crate::raft::types::{NodeId, METADATA_GROUP};
 
 pub async fn run(node: Arc<Node>) {
     let Some(meta) = node.meta() else {
         return;
     };
     let mut applied = meta.shared.applied_index.subscribe();
-    let mut moved_off: HashMap<GroupId, Instant> = HashMap::new();
     loop {
-        reconcile_once(&node, &mut moved_off).await;
+        reconcile_once(&node).await;
         // Also re-check now and then: a group whose start failed (for example a
         // peer address not yet known) gets another try.
         tokio::select! {
@@ -32,11 +31,7 @@ pub async fn run(node: Arc<Node>) {
     }
 }
 
-/// A replica the catalog moved off this node that never learns it left the
-/// group (it was down while the leader changed the membership) stops after this.
-const LEAVE_UNCONFIRMED_AFTER: Duration = Duration::from_secs(60);
-
-async fn reconcile_once(node: &Arc<Node>, moved_off: &mut HashMap<GroupId, Instant>) {
+async fn reconcile_once(node: &Arc<Node>) {
     let wanted: Vec<QueueDef> = node
         .with_catalog(|c| {
             c.queues()
@@ -51,7 +46,6 @@ async fn reconcile_once(node: &Arc<Node>, moved_off: &mut HashMap<GroupId, Insta
             tracing::warn!(queue = %def.name, "cannot start queue replica yet: {e}");
         }
     }
-    moved_off.retain(|g, _| !wanted_groups.contains(g));
     for group in node.groups() {
         if group.id == METADATA_GROUP || wanted_groups.contains(&group.id) {
             continue;
@@ -72,15 +66,13 @@ async fn reconcile_once(node: &Arc<Node>, moved_off: &mut HashMap<GroupId, Insta
             node.stop_group(group.id).await;
             continue;
         }
-        // Moved off this node: leave once the group's own membership no longer
-        // lists this node, so it never drops out while it still counts for a
-        // quorum of the group.
-        let since = *moved_off.entry(group.id).or_insert_with(Instant::now);
-        let member = group.member_addr(node.id()).is_some();
-        if !member || since.elapsed() >= LEAVE_UNCONFIRMED_AFTER {
+        // Moved off this node: leave only once the group's own membership no
+        // longer lists this node. Its data is part of the group's quorum until
+        // then; a replica that never learns it left (it was down during the
+        // change) keeps its data, and no leader replicates to it any more.
+        if group.member_addr(node.id()).is_none() {
             tracing::info!(group = group.id, "replica moved off this node: stopping it");
             node.stop_group(group.id).await;
-            moved_off.remove(&group.id);
         }
     }
 }
