@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod consumer;
 pub mod fuzz_gen;
 pub mod fuzz_methods;
+pub mod load;
 pub mod node;
 pub mod ports;
 pub mod proxy;

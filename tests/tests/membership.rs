@@ -5,8 +5,6 @@
 //! and leaders move on request while a producer runs.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,7 +15,9 @@ use raftq_proto::v1::{
 };
 use raftq_tests::client::{cluster_status, get_queue};
 use raftq_tests::cluster::Cluster;
-use raftq_tests::consumer::drain;
+use raftq_tests::load::{
+    ack_some, assert_all_delivered, assert_none_redelivered, BackgroundProducer,
+};
 
 /// Polls node `via`'s cluster status until `ok` holds.
 async fn wait_status(
@@ -131,29 +131,7 @@ async fn two_nodes_join_under_load_and_new_queues_are_placed_on_them() {
         .await
         .expect("create");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let publisher = {
-        let (client, stop) = (client.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut producer = client.producer("before");
-            let mut confirmed = BTreeSet::new();
-            let mut n = 0u64;
-            // Bounded: stops when told, or after 20,000 batches at most.
-            while !stop.load(Ordering::SeqCst) && n < 20_000 {
-                let payloads: Vec<Bytes> = (0..10)
-                    .map(|i| Bytes::from(format!("b{}", n * 10 + i)))
-                    .collect();
-                producer
-                    .send_batch(payloads.clone())
-                    .await
-                    .expect("confirmed within the retry deadline");
-                confirmed.extend(payloads);
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            confirmed
-        })
-    };
+    let publisher = BackgroundProducer::start(&client, "before", "b");
 
     let four = cluster.add_node(&[1, 2, 3]);
     let five = cluster.add_node(&[3]);
@@ -212,20 +190,9 @@ async fn two_nodes_join_under_load_and_new_queues_are_placed_on_them() {
     )
     .await;
 
-    stop.store(true, Ordering::SeqCst);
-    let confirmed = publisher.await.expect("publisher");
+    let (confirmed, _) = publisher.stop().await;
     for (queue, expected) in [("before", &confirmed), ("after", &sent)] {
-        let drained = drain(&all, queue, expected.len(), Duration::from_secs(60)).await;
-        let delivered: BTreeSet<Bytes> = drained
-            .deliveries
-            .iter()
-            .map(|d| d.payload.clone())
-            .collect();
-        let lost: Vec<_> = expected.difference(&delivered).take(5).collect();
-        assert!(
-            lost.is_empty(),
-            "{queue}: confirmed messages lost: {lost:?}"
-        );
+        assert_all_delivered(&all, queue, expected).await;
         eprintln!("{queue}: {} confirmed, all delivered", expected.len());
     }
 }
@@ -263,29 +230,11 @@ async fn a_dead_node_is_replaced_and_a_queue_grows_and_shrinks_under_load() {
         .expect("create");
     assert_eq!(info.replicas, vec![1, 2, 3]);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let publisher = {
-        let (client, stop) = (client.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut producer = client.producer("q");
-            let mut confirmed = BTreeSet::new();
-            let mut n = 0u64;
-            // Bounded: stops when told, or after 20,000 batches at most.
-            while !stop.load(Ordering::SeqCst) && n < 20_000 {
-                let payloads: Vec<Bytes> = (0..10)
-                    .map(|i| Bytes::from(format!("q{}", n * 10 + i)))
-                    .collect();
-                producer
-                    .send_batch(payloads.clone())
-                    .await
-                    .expect("confirmed within the retry deadline");
-                confirmed.extend(payloads);
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            confirmed
-        })
-    };
+    let publisher = BackgroundProducer::start(&client, "q", "q");
+
+    // Acked before the moves: never delivered again after them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let acked = ack_some(&cluster.addr(1), "q", 50).await;
 
     // Node 2's disk dies: it is gone with its data.
     cluster.kill(2);
@@ -350,17 +299,11 @@ async fn a_dead_node_is_replaced_and_a_queue_grows_and_shrinks_under_load() {
         wait_voters(&cluster, 1, "q", &info.replicas, Duration::from_secs(60)).await;
     }
 
-    stop.store(true, Ordering::SeqCst);
-    let confirmed = publisher.await.expect("publisher");
+    let (confirmed, _) = publisher.stop().await;
     let all = cluster.addrs(&[1, 3, four]);
-    let drained = drain(&all, "q", confirmed.len(), Duration::from_secs(60)).await;
-    let delivered: BTreeSet<Bytes> = drained
-        .deliveries
-        .iter()
-        .map(|d| d.payload.clone())
-        .collect();
-    let lost: Vec<_> = confirmed.difference(&delivered).take(5).collect();
-    assert!(lost.is_empty(), "confirmed messages lost: {lost:?}");
+    let unacked: BTreeSet<Bytes> = confirmed.difference(&acked).cloned().collect();
+    let drained = assert_all_delivered(&all, "q", &unacked).await;
+    assert_none_redelivered("q", &drained, &acked);
     eprintln!(
         "replace/shrink/grow: {} confirmed, all delivered",
         confirmed.len()
@@ -384,29 +327,11 @@ async fn leaders_move_on_request_and_rebalance_evens_them_under_load() {
             .await
             .expect("create");
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let publisher = {
-        let (client, stop) = (client.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut producer = client.producer("lead-0");
-            let mut confirmed = BTreeSet::new();
-            let mut n = 0u64;
-            // Bounded: stops when told, or after 20,000 batches at most.
-            while !stop.load(Ordering::SeqCst) && n < 20_000 {
-                let payloads: Vec<Bytes> = (0..10)
-                    .map(|i| Bytes::from(format!("l{}", n * 10 + i)))
-                    .collect();
-                producer
-                    .send_batch(payloads.clone())
-                    .await
-                    .expect("confirmed through every leader move");
-                confirmed.extend(payloads);
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            confirmed
-        })
-    };
+    let publisher = BackgroundProducer::start(&client, "lead-0", "l");
+
+    // Acked before the moves: never delivered again after them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let acked = ack_some(&cluster.addr(3), "lead-0", 50).await;
 
     // Every leader onto node 1.
     let mut admin = cluster.admin(2).await;
@@ -442,22 +367,10 @@ async fn leaders_move_on_request_and_rebalance_evens_them_under_load() {
         "leaders not within one of even: {leads:?}"
     );
 
-    stop.store(true, Ordering::SeqCst);
-    let confirmed = publisher.await.expect("publisher");
-    let drained = drain(
-        &cluster.addrs(&[1, 2, 3]),
-        "lead-0",
-        confirmed.len(),
-        Duration::from_secs(60),
-    )
-    .await;
-    let delivered: BTreeSet<Bytes> = drained
-        .deliveries
-        .iter()
-        .map(|d| d.payload.clone())
-        .collect();
-    let lost: Vec<_> = confirmed.difference(&delivered).take(5).collect();
-    assert!(lost.is_empty(), "confirmed messages lost: {lost:?}");
+    let (confirmed, _) = publisher.stop().await;
+    let unacked: BTreeSet<Bytes> = confirmed.difference(&acked).cloned().collect();
+    let drained = assert_all_delivered(&cluster.addrs(&[1, 2, 3]), "lead-0", &unacked).await;
+    assert_none_redelivered("lead-0", &drained, &acked);
     eprintln!(
         "leader moves: {} confirmed, all delivered; leads {leads:?}",
         confirmed.len()

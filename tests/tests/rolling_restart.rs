@@ -2,16 +2,12 @@
 //! loses nothing, and graceful hand-off keeps the publish gap to about one
 //! election per restart.
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use raftq_client::{Client, ClientOptions, QueueOptions};
 use raftq_tests::client::{get_queue, wait_leader};
 use raftq_tests::cluster::Cluster;
-use raftq_tests::consumer::drain;
+use raftq_tests::load::{assert_all_delivered, BackgroundProducer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_under_load_loses_nothing() {
@@ -33,36 +29,7 @@ async fn rolling_restart_under_load_loses_nothing() {
         .await
         .expect("create");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let publisher = {
-        let (client, stop) = (client.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut producer = client.producer("roll");
-            let mut confirmed = BTreeSet::new();
-            let mut confirm_times = vec![Instant::now()];
-            let mut n = 0u64;
-            // Bounded: stops when told, or after 20,000 batches at most.
-            while !stop.load(Ordering::SeqCst) && n < 20_000 {
-                let payloads: Vec<Bytes> = (0..10)
-                    .map(|i| Bytes::from(format!("r{}", n * 10 + i)))
-                    .collect();
-                producer
-                    .send_batch(payloads.clone())
-                    .await
-                    .expect("confirmed within the retry deadline");
-                confirmed.extend(payloads);
-                confirm_times.push(Instant::now());
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            let longest_gap = confirm_times
-                .windows(2)
-                .map(|w| w[1] - w[0])
-                .max()
-                .unwrap_or_default();
-            (confirmed, longest_gap)
-        })
-    };
+    let publisher = BackgroundProducer::start(&client, "roll", "r");
 
     for id in cluster.ids() {
         tokio::time::sleep(Duration::from_millis(800)).await;
@@ -88,22 +55,11 @@ async fn rolling_restart_under_load_loses_nothing() {
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::SeqCst);
-    let (confirmed, longest_gap) = publisher.await.expect("publisher");
+    let (confirmed, longest_gap) = publisher.stop().await;
     eprintln!(
         "rolling restart: {} confirmed, longest gap between confirms {longest_gap:?}",
         confirmed.len()
     );
 
-    let drained = drain(&addrs, "roll", confirmed.len(), Duration::from_secs(60)).await;
-    let delivered: BTreeSet<Bytes> = drained
-        .deliveries
-        .iter()
-        .map(|d| d.payload.clone())
-        .collect();
-    let lost: Vec<_> = confirmed.difference(&delivered).take(5).collect();
-    assert!(
-        lost.is_empty(),
-        "confirmed messages lost in the rolling restart: {lost:?}"
-    );
+    assert_all_delivered(&addrs, "roll", &confirmed).await;
 }
