@@ -3,12 +3,9 @@
 
 use std::time::Duration;
 
-use raftq_proto::internal::raft_peer_client::RaftPeerClient;
-use raftq_proto::internal::RaftRequest;
-
 use crate::error::ApiError;
 use crate::node::{Group, Node};
-use crate::raft::transport::pool::Lane;
+use crate::raft::transport::control::{self, ControlRpc};
 use crate::raft::transport::wire;
 
 const READ_INDEX_WAIT: Duration = Duration::from_secs(5);
@@ -38,26 +35,23 @@ pub(crate) async fn read_index(node: &Node, group: &Group, queue: &str) -> Resul
         .member_addr(leader)
         .ok_or_else(|| ApiError::no_leader(queue))?;
     node.metrics().read_index_requests.inc();
-    let channel = node
-        .pool()
-        .get(&addr, Lane::Control)
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    let mut client = RaftPeerClient::new(channel);
-    let mut request = tonic::Request::new(RaftRequest {
-        group: group.id,
-        from: node.id(),
-        payload: bytes::Bytes::new(),
-        data: bytes::Bytes::new(),
-    });
-    request.set_timeout(READ_INDEX_WAIT);
-    let reply = client.read_index(request).await.map_err(|s| {
+    let reply = control::call(
+        node.pool(),
+        &addr,
+        ControlRpc::ReadIndex,
+        (group.id, node.id()),
+        bytes::Bytes::new(),
+        READ_INDEX_WAIT,
+    )
+    .await
+    .map_err(|s| {
         ApiError::unavailable(format!(
             "queue '{queue}': read index from leader {leader}: {}",
             s.message()
         ))
     })?;
     let index: Result<u64, String> =
-        wire::decode(&reply.into_inner().payload).map_err(|e| ApiError::Internal(e.to_string()))?;
+        wire::decode(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
     index.map_err(|e| ApiError::unavailable(format!("queue '{queue}': {e}")))
 }
 

@@ -4,18 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use openraft::ServerState;
-use raftq_proto::internal::raft_peer_client::RaftPeerClient;
-use raftq_proto::internal::RaftRequest;
 
 use crate::failover::heartbeat::NodeHeartbeat;
 use crate::failover::supervisor::{Action, GroupView, Groups, Role, Why, NODE_HEARTBEAT_EVERY};
 use crate::node::{Group, Node};
 use crate::raft::transport::client::process_is_gone;
-use crate::raft::transport::pool::Lane;
+use crate::raft::transport::control::{self, ControlRpc};
 use crate::raft::transport::wire;
-use crate::raft::types::{GroupId, NodeId};
+use crate::raft::types::{GroupId, NodeId, METADATA_GROUP};
 
 /// The node's groups as the supervisor sees them.
 pub struct NodeGroups<'a>(pub &'a Node);
@@ -190,23 +187,18 @@ pub(crate) async fn ask_to_campaign(
         .group(group)
         .and_then(|g| g.member_addr(follower))
         .ok_or_else(|| format!("no address for node {follower}"))?;
-    let channel = node
-        .pool()
-        .get(&addr, Lane::Control)
-        .map_err(|e| e.to_string())?;
     let payload = wire::encode(&(wait.as_millis() as u64)).map_err(|e| e.to_string())?;
-    let mut request = tonic::Request::new(RaftRequest {
-        group,
-        from: node.id(),
+    control::call(
+        node.pool(),
+        &addr,
+        ControlRpc::Campaign,
+        (group, node.id()),
         payload,
-        data: Bytes::new(),
-    });
-    request.set_timeout(Duration::from_secs(1));
-    RaftPeerClient::new(channel)
-        .campaign(request)
-        .await
-        .map(|_| ())
-        .map_err(|s| s.message().to_string())
+        Duration::from_secs(1),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|s| s.message().to_string())
 }
 
 fn send_heartbeats(node: &Arc<Node>) {
@@ -232,19 +224,15 @@ async fn node_heartbeat(
     beat: &NodeHeartbeat,
 ) -> Result<(), tonic::Status> {
     let payload = wire::encode(beat).map_err(|e| tonic::Status::internal(e.to_string()))?;
-    let channel = node
-        .pool()
-        .get(addr, Lane::Control)
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut request = tonic::Request::new(RaftRequest {
-        group: 0,
-        from: node.id(),
+    let timeout = Duration::from_millis(node.config().election_timeout_min_ms);
+    control::call(
+        node.pool(),
+        addr,
+        ControlRpc::NodeHeartbeat,
+        (METADATA_GROUP, node.id()),
         payload,
-        data: Bytes::new(),
-    });
-    request.set_timeout(Duration::from_millis(node.config().election_timeout_min_ms));
-    RaftPeerClient::new(channel)
-        .node_heartbeat(request)
-        .await
-        .map(|_| ())
+        timeout,
+    )
+    .await
+    .map(|_| ())
 }

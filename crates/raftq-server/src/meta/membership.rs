@@ -10,14 +10,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::{BasicNode, ChangeMembers};
-use raftq_proto::internal::raft_peer_client::RaftPeerClient;
-use raftq_proto::internal::RaftRequest;
 
 use crate::ids::{NodeId, METADATA_GROUP};
 use crate::meta::catalog::{CatalogCommand, CatalogOutcome};
 use crate::meta::identity::{IdentifyReply, JoinRequest};
 use crate::node::{Group, Node};
-use crate::raft::transport::pool::{ChannelPool, Lane};
+use crate::raft::transport::control::{self, ControlRpc};
+use crate::raft::transport::pool::ChannelPool;
 use crate::raft::transport::wire;
 use crate::raft::types::{GroupCommand, GroupResponse};
 
@@ -38,7 +37,7 @@ pub async fn identify(addrs: &[String], me: NodeId) -> Vec<(String, IdentifyRepl
                 pool,
                 addr,
                 me,
-                Rpc::Identify,
+                ControlRpc::Identify,
                 Bytes::new(),
                 IDENTIFY_TIMEOUT,
             )
@@ -63,37 +62,16 @@ pub async fn identify(addrs: &[String], me: NodeId) -> Vec<(String, IdentifyRepl
         .collect()
 }
 
-#[derive(Clone, Copy)]
-enum Rpc {
-    Identify,
-    Join,
-}
-
 async fn call(
     pool: &ChannelPool,
     addr: &str,
     from: NodeId,
-    rpc: Rpc,
+    rpc: ControlRpc,
     payload: Bytes,
     timeout: Duration,
 ) -> Result<Bytes, String> {
-    let channel = pool
-        .get(addr, Lane::Control)
-        .map_err(|e| format!("bad address {addr}: {e}"))?;
-    let mut request = tonic::Request::new(RaftRequest {
-        group: METADATA_GROUP,
-        from,
-        payload,
-        data: Bytes::new(),
-    });
-    request.set_timeout(timeout);
-    let mut client = RaftPeerClient::new(channel);
-    let reply = match rpc {
-        Rpc::Identify => client.identify(request).await,
-        Rpc::Join => client.join(request).await,
-    };
-    reply
-        .map(|r| r.into_inner().payload)
+    control::call(pool, addr, rpc, (METADATA_GROUP, from), payload, timeout)
+        .await
         .map_err(|s| format!("{addr}: {}", s.message()))
 }
 
@@ -171,7 +149,7 @@ pub async fn handle_join(node: &Node, req: JoinRequest) -> Result<(), String> {
             node.pool(),
             &addr,
             node.id(),
-            Rpc::Join,
+            ControlRpc::Join,
             payload,
             JOIN_TIMEOUT,
         )
@@ -259,7 +237,7 @@ async fn verify_joiner(node: &Node, req: &JoinRequest) -> Result<(), String> {
         node.pool(),
         &req.addr,
         node.id(),
-        Rpc::Identify,
+        ControlRpc::Identify,
         Bytes::new(),
         IDENTIFY_TIMEOUT,
     )
@@ -318,7 +296,7 @@ pub async fn join_cluster(node: Arc<Node>) {
                 node.pool(),
                 addr,
                 node.id(),
-                Rpc::Join,
+                ControlRpc::Join,
                 payload.clone(),
                 JOIN_TIMEOUT,
             )

@@ -1,0 +1,51 @@
+//! One small request on a peer's control lane (node heartbeats, hand-off,
+//! read index, identify, join): the request every such call builds, sent and
+//! answered in one place.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use raftq_proto::internal::raft_peer_client::RaftPeerClient;
+use raftq_proto::internal::RaftRequest;
+
+use crate::ids::{GroupId, NodeId};
+use crate::raft::transport::pool::{ChannelPool, Lane};
+
+#[derive(Debug, Clone, Copy)]
+pub enum ControlRpc {
+    NodeHeartbeat,
+    Campaign,
+    ReadIndex,
+    Identify,
+    Join,
+}
+
+/// Sends `payload` to the peer at `addr` and returns its answer's payload.
+pub async fn call(
+    pool: &ChannelPool,
+    addr: &str,
+    rpc: ControlRpc,
+    (group, from): (GroupId, NodeId),
+    payload: Bytes,
+    timeout: Duration,
+) -> Result<Bytes, tonic::Status> {
+    let channel = pool
+        .get(addr, Lane::Control)
+        .map_err(|e| tonic::Status::unavailable(format!("bad peer address {addr}: {e}")))?;
+    let mut request = tonic::Request::new(RaftRequest {
+        group,
+        from,
+        payload,
+        data: Bytes::new(),
+    });
+    request.set_timeout(timeout);
+    let mut client = RaftPeerClient::new(channel);
+    let reply = match rpc {
+        ControlRpc::NodeHeartbeat => client.node_heartbeat(request).await,
+        ControlRpc::Campaign => client.campaign(request).await,
+        ControlRpc::ReadIndex => client.read_index(request).await,
+        ControlRpc::Identify => client.identify(request).await,
+        ControlRpc::Join => client.join(request).await,
+    };
+    Ok(reply?.into_inner().payload)
+}
