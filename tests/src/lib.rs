@@ -14,3 +14,4 @@ pub mod proxy;
 pub mod publish;
 pub mod raw_grpc;
 pub mod scrape;
+pub mod wait;

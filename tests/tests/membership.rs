@@ -13,38 +13,12 @@ use raftq_proto::v1::{
     ChangeReplicasRequest, ClusterStatusResponse, NodeRole, RebalanceRequest, RemoveNodeRequest,
     TransferLeaderRequest,
 };
-use raftq_tests::client::{cluster_status, get_queue};
+use raftq_tests::client::cluster_status;
 use raftq_tests::cluster::Cluster;
 use raftq_tests::load::{
     ack_some, assert_all_delivered, assert_none_redelivered, BackgroundProducer,
 };
-
-/// Polls node `via`'s cluster status until `ok` holds.
-async fn wait_status(
-    cluster: &Cluster,
-    via: u64,
-    what: &str,
-    timeout: Duration,
-    ok: impl Fn(&ClusterStatusResponse) -> bool,
-) -> ClusterStatusResponse {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(s) = cluster_status(&cluster.addr(via)).await {
-            if ok(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what} within {timeout:?}: {s:#?}"
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: node {via} does not answer"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use raftq_tests::wait::{wait_status, wait_voters};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_on_a_blank_data_dir_is_refused_with_how_to_replace_it() {
@@ -195,23 +169,6 @@ async fn two_nodes_join_under_load_and_new_queues_are_placed_on_them() {
         assert_all_delivered(&all, queue, expected).await;
         eprintln!("{queue}: {} confirmed, all delivered", expected.len());
     }
-}
-
-/// Polls queue `name` (through node `via`) until its group's voters are
-/// exactly `want` and no learner is left.
-async fn wait_voters(cluster: &Cluster, via: u64, name: &str, want: &[u64], timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    let mut last = None;
-    while Instant::now() < deadline {
-        if let Ok(info) = get_queue(&cluster.addr(via), name).await {
-            if info.voters == want && info.learners.is_empty() && info.replicas == want {
-                return;
-            }
-            last = Some(info);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("queue {name}: voters not {want:?} within {timeout:?}: {last:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,5 +331,74 @@ async fn leaders_move_on_request_and_rebalance_evens_them_under_load() {
     eprintln!(
         "leader moves: {} confirmed, all delivered; leads {leads:?}",
         confirmed.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_five_node_cluster_shrinks_to_three_under_load() {
+    let mut cluster = Cluster::start(5).await;
+    let options = ClientOptions {
+        retry_deadline: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let client = Client::connect_with(cluster.addrs(&[1, 2, 3]), options)
+        .await
+        .expect("connect");
+    let wide = QueueOptions {
+        replicas: 5,
+        ..Default::default()
+    };
+    client.create_queue("wide", wide).await.expect("create");
+    let mut narrow = Vec::new();
+    for i in 0..3 {
+        let name = format!("narrow-{i}");
+        let info = client
+            .create_queue(&name, QueueOptions::default())
+            .await
+            .expect("create");
+        assert_eq!(info.replicas.len(), 3, "{info:?}");
+        narrow.push(name);
+    }
+    let wide_load = BackgroundProducer::start(&client, "wide", "w");
+    let narrow_load = BackgroundProducer::start(&client, &narrow[0], "n");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let acked = ack_some(&cluster.addr(1), "wide", 50).await;
+
+    // Live nodes leave one at a time: their replicas move first.
+    let mut admin = cluster.admin(1).await;
+    for gone in [5u64, 4] {
+        let status = admin
+            .remove_node(RemoveNodeRequest { node_id: gone })
+            .await
+            .unwrap_or_else(|e| panic!("remove node {gone}: {e}"))
+            .into_inner();
+        assert!(status.nodes.iter().all(|n| n.id != gone), "{status:#?}");
+        cluster.kill(gone);
+    }
+    wait_voters(&cluster, 1, "wide", &[1, 2, 3], Duration::from_secs(60)).await;
+    for name in &narrow {
+        wait_voters(&cluster, 2, name, &[1, 2, 3], Duration::from_secs(60)).await;
+    }
+    let status = wait_status(
+        &cluster,
+        3,
+        "three voters left",
+        Duration::from_secs(30),
+        |s| s.nodes.len() == 3 && s.nodes.iter().all(|n| n.up),
+    )
+    .await;
+    assert!(status.nodes.iter().all(|n| n.id <= 3), "{status:#?}");
+
+    let (wide_confirmed, _) = wide_load.stop().await;
+    let (narrow_confirmed, _) = narrow_load.stop().await;
+    let all = cluster.addrs(&[1, 2, 3]);
+    let unacked: BTreeSet<Bytes> = wide_confirmed.difference(&acked).cloned().collect();
+    let drained = assert_all_delivered(&all, "wide", &unacked).await;
+    assert_none_redelivered("wide", &drained, &acked);
+    assert_all_delivered(&all, &narrow[0], &narrow_confirmed).await;
+    eprintln!(
+        "shrink 5 -> 3: {} + {} confirmed, all delivered",
+        wide_confirmed.len(),
+        narrow_confirmed.len()
     );
 }

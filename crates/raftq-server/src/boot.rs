@@ -56,6 +56,7 @@ pub async fn start_node(config: Config) -> Result<Arc<Node>, StartError> {
     }
     tokio::spawn(crate::meta::reconcile::run(node.clone()));
     tokio::spawn(crate::meta::membership::run_registry(node.clone()));
+    tokio::spawn(crate::self_healing::run(node.clone()));
     tokio::spawn(crate::failover::driver::run(node.clone()));
     tokio::spawn(crate::alarms::monitor::run(node.clone()));
     Ok(node)

@@ -117,6 +117,15 @@ pub struct Settings {
     /// filesystem, publishes are refused cluster-wide; 0 turns it off.
     #[arg(long, env = "RAFTQ_DISK_FREE_LIMIT_MIB", default_value_t = DEFAULT_DISK_FREE_LIMIT_MIB)]
     pub disk_free_limit_mib: u64,
+    /// Self-healing: replicas on a node that has been down this many seconds
+    /// move to live nodes that hold none of the queue (the node keeps its id
+    /// and may come back); 0 turns it off.
+    #[arg(long, env = "RAFTQ_HEAL_AFTER_SECS", default_value_t = DEFAULT_HEAL_AFTER_SECS)]
+    pub heal_after_secs: u64,
+    /// Once a node that was down is back, move leaders so that every node
+    /// leads about as many queues (as `raftq cluster rebalance` does).
+    #[arg(long, env = "RAFTQ_REBALANCE_ON_RETURN", default_value_t = false)]
+    pub rebalance_on_return: bool,
 }
 
 impl Default for Settings {
@@ -144,6 +153,8 @@ impl Default for Settings {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             memory_limit_mib: None,
             disk_free_limit_mib: DEFAULT_DISK_FREE_LIMIT_MIB,
+            heal_after_secs: DEFAULT_HEAL_AFTER_SECS,
+            rebalance_on_return: false,
         }
     }
 }
@@ -234,6 +245,10 @@ pub const DEFAULT_MAX_BATCH_BYTES: u64 = 32 << 20;
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 48 << 20;
 /// Free space on the data dir's filesystem below which the disk alarm is raised.
 pub const DEFAULT_DISK_FREE_LIMIT_MIB: u64 = 256;
+/// Off: moving replicas copies whole queues, which an operator should choose
+/// over waiting for a node that is rebooting (RabbitMQ and NATS do not move
+/// replicas by themselves either).
+pub const DEFAULT_HEAL_AFTER_SECS: u64 = 0;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7001";
 pub const DEFAULT_LOG_FORMAT: &str = "text";
@@ -277,6 +292,9 @@ pub struct Config {
     /// `None`: a share of total memory (alarms::monitor).
     pub memory_limit_mib: Option<u64>,
     pub disk_free_limit_mib: u64,
+    /// `None`: self-healing off.
+    pub heal_after: Option<std::time::Duration>,
+    pub rebalance_on_return: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -416,6 +434,9 @@ impl Config {
             max_request_bytes: s.max_request_bytes,
             memory_limit_mib: s.memory_limit_mib,
             disk_free_limit_mib: s.disk_free_limit_mib,
+            heal_after: (s.heal_after_secs > 0)
+                .then(|| std::time::Duration::from_secs(s.heal_after_secs)),
+            rebalance_on_return: s.rebalance_on_return,
         };
         if config.max_prefetch == 0 || config.default_prefetch > config.max_prefetch {
             return Err(ConfigError::Invalid(

@@ -13,7 +13,8 @@
 //! - [`leader`]: what a queue group's leader does besides answering requests
 //!   (consumer sessions, proposal order, consumer reset, ticks, dead letters).
 //! - [`meta`]: the catalog of queues in the metadata group, and reconciling
-//!   this node's replicas with it.
+//!   this node's replicas with it; [`self_healing`]: what the metadata leader
+//!   re-places and rebalances by itself.
 //! - [`raft`]: openraft wiring: type configuration, the state machine, its
 //!   snapshots, and the gRPC transport between peers.
 //! - [`alarms`] (memory and disk), [`metrics`], [`config`], [`error`] (the
@@ -42,4 +43,5 @@ pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod router;
+pub mod self_healing;
 pub mod server;

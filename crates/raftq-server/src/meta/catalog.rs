@@ -86,6 +86,13 @@ pub enum CatalogCommand {
         name: String,
         replicas: u32,
     },
+    /// Brings a queue back to its replica count on live nodes: replicas on
+    /// the `down` nodes move to others, and missing ones are added (see
+    /// [`crate::meta::heal`]).
+    HealQueue {
+        name: String,
+        down: Vec<NodeId>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,6 +165,12 @@ impl Catalog {
         self.removed.contains(&node)
     }
 
+    /// True once this catalog has applied the creation of `group` (group ids
+    /// are never reused, so a seen group without a queue was deleted).
+    pub fn has_seen_group(&self, group: GroupId) -> bool {
+        group <= self.next_group
+    }
+
     pub fn by_group(&self, group: GroupId) -> Option<&QueueDef> {
         self.queues.values().find(|q| q.group == group)
     }
@@ -185,6 +198,9 @@ impl Catalog {
                         return Err(format!("node {node} is not a member of the cluster"));
                     }
                     def.replicas.push(node);
+                    if def.replicas.len() > catalog.wanted_replicas(&def.spec, nodes) {
+                        def.spec.replicas = ReplicaCount::Count(def.replicas.len() as u32);
+                    }
                     Ok(())
                 })
             }
@@ -200,8 +216,14 @@ impl Catalog {
                         ));
                     }
                     def.replicas.retain(|r| *r != node);
+                    // The operator asked for one fewer: healing must not add
+                    // it back elsewhere.
+                    def.spec.replicas = ReplicaCount::Count(def.replicas.len() as u32);
                     Ok(())
                 })
+            }
+            CatalogCommand::HealQueue { name, down } => {
+                crate::meta::heal::apply(self, &name, &down, nodes)
             }
             CatalogCommand::ResizeQueue { name, replicas } => {
                 let candidates = self.live_nodes(nodes);
@@ -236,8 +258,19 @@ impl Catalog {
         }
     }
 
+    /// How many replicas `spec` asks for in a cluster of `nodes`.
+    pub(super) fn wanted_replicas(&self, spec: &QueueSpec, nodes: &[NodeId]) -> usize {
+        let members = self.live_nodes(nodes).len();
+        match spec.replicas {
+            ReplicaCount::All => members,
+            ReplicaCount::Count(0) => DEFAULT_REPLICAS as usize,
+            ReplicaCount::Count(n) => n as usize,
+        }
+        .min(members)
+    }
+
     /// Voters of the metadata group that were not removed.
-    fn live_nodes(&self, nodes: &[NodeId]) -> Vec<NodeId> {
+    pub(super) fn live_nodes(&self, nodes: &[NodeId]) -> Vec<NodeId> {
         nodes
             .iter()
             .copied()
@@ -256,7 +289,7 @@ impl Catalog {
     }
 
     /// The candidate not in `taken` hosting the fewest replicas (lowest id first).
-    fn least_loaded(&self, candidates: &[NodeId], taken: &[NodeId]) -> Option<NodeId> {
+    pub(super) fn least_loaded(&self, candidates: &[NodeId], taken: &[NodeId]) -> Option<NodeId> {
         let hosted = self.hosted();
         candidates
             .iter()
@@ -274,7 +307,7 @@ impl Catalog {
             .max_by_key(|n| (hosted.get(n).copied().unwrap_or(0), *n))
     }
 
-    fn change_replicas(
+    pub(super) fn change_replicas(
         &mut self,
         name: &str,
         change: impl FnOnce(&mut QueueDef, &Catalog) -> Result<(), String>,

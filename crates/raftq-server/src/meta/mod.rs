@@ -3,6 +3,8 @@
 //! the cluster's membership (which nodes, which data dirs).
 
 pub mod catalog;
+pub mod departure;
+pub mod heal;
 pub mod identity;
 pub mod membership;
 pub mod rebalance;

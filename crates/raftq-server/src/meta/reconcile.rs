@@ -46,6 +46,7 @@ async fn reconcile_once(node: &Arc<Node>) {
             tracing::warn!(queue = %def.name, "cannot start queue replica yet: {e}");
         }
     }
+    resume_or_drop_leftovers(node, &wanted_groups).await;
     for group in node.groups() {
         if group.id == METADATA_GROUP || wanted_groups.contains(&group.id) {
             continue;
@@ -58,21 +59,53 @@ async fn reconcile_once(node: &Arc<Node>) {
         if !applied {
             continue;
         }
-        let queue_exists = node
-            .with_catalog(|c| c.by_group(group.id).is_some())
-            .unwrap_or(false);
-        if !queue_exists {
+        let Some(def) = node
+            .with_catalog(|c| c.by_group(group.id).cloned())
+            .flatten()
+        else {
             tracing::info!(group = group.id, "queue deleted: stopping replica");
             node.stop_group(group.id).await;
             continue;
-        }
-        // Moved off this node: leave only once the group's own membership no
-        // longer lists this node. Its data is part of the group's quorum until
-        // then; a replica that never learns it left (it was down during the
-        // change) keeps its data, and no leader replicates to it any more.
-        if group.member_addr(node.id()).is_none() {
-            tracing::info!(group = group.id, "replica moved off this node: stopping it");
+        };
+        if crate::meta::departure::has_left(node, &group, &def).await {
+            tracing::info!(queue = %def.name, group = group.id, "replica moved off this node: stopping it");
             node.stop_group(group.id).await;
+        }
+    }
+}
+
+/// Groups with data on disk that are neither running nor placed here: left
+/// by a queue deleted, or a replica moved away, while this node was down.
+/// The data of a deleted queue goes; a moved replica runs again until its
+/// group is known to have let it go (the check in `reconcile_once`).
+async fn resume_or_drop_leftovers(node: &Arc<Node>, wanted: &BTreeSet<u64>) {
+    let running: BTreeSet<u64> = node.groups().iter().map(|g| g.id).collect();
+    for id in node.store().groups_on_disk() {
+        if id == METADATA_GROUP || running.contains(&id) || wanted.contains(&id) {
+            continue;
+        }
+        let Some((seen, def)) =
+            node.with_catalog(|c| (c.has_seen_group(id), c.by_group(id).cloned()))
+        else {
+            return;
+        };
+        match (seen, def) {
+            // Created after what this node's catalog holds: wait for it.
+            (false, _) => {}
+            (true, None) => {
+                tracing::info!(
+                    group = id,
+                    "removing the data of a queue deleted while this node was down"
+                );
+                if let Err(e) = node.store().remove_group(id) {
+                    tracing::warn!(group = id, "cannot remove data of deleted group: {e}");
+                }
+            }
+            (true, Some(def)) => {
+                if let Err(e) = start_queue(node, &def).await {
+                    tracing::warn!(queue = %def.name, "cannot resume a moved replica: {e}");
+                }
+            }
         }
     }
 }

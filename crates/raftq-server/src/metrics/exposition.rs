@@ -160,6 +160,11 @@ pub fn render(node: &Node) -> Result<String, std::fmt::Error> {
             &m.shorter_log_elections,
         ),
         (
+            "raftq_healed_queues_total",
+            "Queues whose replicas this node, as metadata leader, re-placed by itself: onto nodes that joined, or off nodes down longer than heal_after_secs.",
+            &m.healed_queues,
+        ),
+        (
             "raftq_alarms_raised_total",
             "Memory and disk alarms this node raised.",
             &m.alarms_raised,

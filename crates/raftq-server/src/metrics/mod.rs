@@ -90,6 +90,9 @@ pub struct NodeMetrics {
     /// Elections started at once after refusing a shorter-log candidate
     /// while the leader was silent (see `failover::vote`).
     pub shorter_log_elections: Counter,
+    /// Queues whose replicas the metadata leader re-placed by itself
+    /// (`self_healing`).
+    pub healed_queues: Counter,
     pub publish_commit_latency: Histogram,
     /// Time a consistent read waited: read index from the leader, then the
     /// local replica applying up to it.

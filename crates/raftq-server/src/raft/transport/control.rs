@@ -1,6 +1,6 @@
 //! One small request on a peer's control lane (node heartbeats, hand-off,
-//! read index, identify, join): the request every such call builds, sent and
-//! answered in one place.
+//! read index, identify, join, group membership): the request every such
+//! call builds, sent and answered in one place.
 
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ pub enum ControlRpc {
     ReadIndex,
     Identify,
     Join,
+    GroupMembership,
 }
 
 /// Sends `payload` to the peer at `addr` and returns its answer's payload.
@@ -46,6 +47,7 @@ pub async fn call(
         ControlRpc::ReadIndex => client.read_index(request).await,
         ControlRpc::Identify => client.identify(request).await,
         ControlRpc::Join => client.join(request).await,
+        ControlRpc::GroupMembership => client.group_membership(request).await,
     };
     Ok(reply?.into_inner().payload)
 }

@@ -188,6 +188,18 @@ impl RaftPeer for PeerService {
         reply(&crate::meta::membership::handle_join(&self.node, join).await)
     }
 
+    async fn group_membership(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let req = request.into_inner();
+        let counted = match self.node.group(req.group) {
+            Some(group) => crate::meta::departure::counted(&group, req.from),
+            None => crate::meta::departure::Counted::Unknown,
+        };
+        reply(&counted)
+    }
+
     async fn read_index(
         &self,
         request: Request<RaftRequest>,
