@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use raftq_client::{Client, ClientOptions, QueueOptions};
 use raftq_proto::v1::{
-    ChangeReplicasRequest, ClusterStatusResponse, NodeRole, RebalanceRequest, RemoveNodeRequest,
-    TransferLeaderRequest,
+    ChangeReplicasRequest, NodeRole, RebalanceRequest, RemoveNodeRequest, TransferLeaderRequest,
 };
 use raftq_tests::client::cluster_status;
 use raftq_tests::cluster::Cluster;
