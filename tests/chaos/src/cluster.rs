@@ -1,8 +1,15 @@
 //! The raftqd processes of a run: started (inside their namespaces when there
 //! are any), signalled only by their own pids, killed and reaped on drop.
+//!
+//! Nodes live in slots (a network namespace and an address each); a slot
+//! keeps its address when membership faults replace the node in it by a new
+//! node id, and spare slots take nodes that join. The [`Roster`] tells the
+//! workload which node id answers at which address.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
 
@@ -10,55 +17,142 @@ use crate::net::Net;
 
 pub struct Node {
     pub id: u64,
+    pub slot: usize,
     pub addr: String,
     ns: Option<String>,
     data_dir: PathBuf,
     log: PathBuf,
+    /// `--join` addresses of a node that joined a running cluster; `None`
+    /// for the nodes of the initial cluster.
+    join: Option<String>,
     child: Option<Child>,
     paused: bool,
 }
 
+/// Which node id each address belongs to now.
+#[derive(Clone, Default)]
+pub struct Roster(Arc<RwLock<BTreeMap<String, u64>>>);
+
+impl Roster {
+    pub fn id_at(&self, addr: &str) -> Option<u64> {
+        self.0.read().ok()?.get(addr).copied()
+    }
+
+    /// Member nodes and their addresses, by id.
+    pub fn members(&self) -> Vec<(u64, String)> {
+        let mut members: Vec<(u64, String)> = self
+            .0
+            .read()
+            .map(|m| m.iter().map(|(a, id)| (*id, a.clone())).collect())
+            .unwrap_or_default();
+        members.sort();
+        members
+    }
+
+    fn set(&self, addr: &str, id: Option<u64>) {
+        if let Ok(mut m) = self.0.write() {
+            match id {
+                Some(id) => m.insert(addr.to_string(), id),
+                None => m.remove(addr),
+            };
+        }
+    }
+}
+
 pub struct Cluster {
     pub nodes: Vec<Node>,
+    /// Address of every slot, members or free.
+    slots: Vec<String>,
+    namespaces: Vec<Option<String>>,
+    dir: PathBuf,
     raftqd: PathBuf,
     initial: String,
+    extra_args: Vec<String>,
+    highest_id: u64,
+    pub roster: Roster,
 }
 
 impl Cluster {
-    /// Addresses: in namespaces `10.77.x.(10+i):7000`; else 127.0.0.1 ports
-    /// `base + i`.
-    pub fn new(n: usize, net: Option<&Net>, base_port: u16, dir: &Path, raftqd: PathBuf) -> Self {
-        let nodes: Vec<Node> = (1..=n)
-            .map(|i| {
-                let (addr, ns) = match net {
-                    Some(net) => (format!("{}:7000", net.addr(i)), Some(net.node_ns(i))),
-                    None => (format!("127.0.0.1:{}", base_port + i as u16), None),
-                };
-                Node {
-                    id: i as u64,
-                    addr,
-                    ns,
-                    data_dir: dir.join(format!("node{i}")),
-                    log: dir.join(format!("node{i}.log")),
-                    child: None,
-                    paused: false,
-                }
+    /// `n` nodes in slots 1..=n, and `spare` free slots after them.
+    /// Addresses: in namespaces `10.77.x.(10+slot):7000`; else 127.0.0.1
+    /// ports `base + slot`.
+    pub fn new(
+        n: usize,
+        spare: usize,
+        net: Option<&Net>,
+        base_port: u16,
+        dir: &Path,
+        raftqd: PathBuf,
+        extra_args: Vec<String>,
+    ) -> Self {
+        let (slots, namespaces): (Vec<String>, Vec<Option<String>>) = (1..=n + spare)
+            .map(|i| match net {
+                Some(net) => (format!("{}:7000", net.addr(i)), Some(net.node_ns(i))),
+                None => (format!("127.0.0.1:{}", base_port + i as u16), None),
             })
-            .collect();
-        let initial = nodes
-            .iter()
-            .map(|n| format!("{}={}", n.id, n.addr))
+            .unzip();
+        let initial = (1..=n)
+            .map(|i| format!("{i}={}", slots[i - 1]))
             .collect::<Vec<_>>()
             .join(",");
-        Self {
-            nodes,
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            slots,
+            namespaces,
+            dir: dir.to_path_buf(),
             raftqd,
             initial,
+            extra_args,
+            highest_id: 0,
+            roster: Roster::default(),
+        };
+        for slot in 1..=n {
+            cluster.place(slot as u64, slot, None);
         }
+        cluster
     }
 
+    fn place(&mut self, id: u64, slot: usize, join: Option<String>) {
+        let addr = self.slots[slot - 1].clone();
+        self.roster.set(&addr, Some(id));
+        self.highest_id = self.highest_id.max(id);
+        self.nodes.push(Node {
+            id,
+            slot,
+            addr,
+            ns: self.namespaces[slot - 1].clone(),
+            data_dir: self.dir.join(format!("node{id}")),
+            log: self.dir.join(format!("node{id}.log")),
+            join,
+            child: None,
+            paused: false,
+        });
+    }
+
+    /// Member addresses.
     pub fn addrs(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    /// Every slot's address: what clients are given, so that they reach
+    /// nodes that join later too.
+    pub fn slot_addrs(&self) -> Vec<String> {
+        self.slots.clone()
+    }
+
+    pub fn slot_of(&self, id: u64) -> anyhow::Result<usize> {
+        Ok(self.node(id)?.slot)
+    }
+
+    pub fn free_slot(&self) -> Option<usize> {
+        (1..=self.slots.len()).find(|s| self.nodes.iter().all(|n| n.slot != *s))
+    }
+
+    fn node(&self, id: u64) -> anyhow::Result<&Node> {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .with_context(|| format!("no node {id}"))
     }
 
     fn node_mut(&mut self, id: u64) -> anyhow::Result<&mut Node> {
@@ -68,9 +162,43 @@ impl Cluster {
             .with_context(|| format!("no node {id}"))
     }
 
+    /// Starts a new node `id` with an empty data dir in `slot`, joining the
+    /// running cluster through its members.
+    pub fn join(&mut self, id: u64, slot: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(self.free_slot_is(slot), "slot {slot} is taken");
+        let via = self.addrs().join(",");
+        self.place(id, slot, Some(via));
+        self.start(id)
+    }
+
+    fn free_slot_is(&self, slot: usize) -> bool {
+        slot <= self.slots.len() && self.nodes.iter().all(|n| n.slot != slot)
+    }
+
+    /// Takes a node out for good: SIGKILL, its data dir deleted, its slot
+    /// freed.
+    pub fn retire(&mut self, id: u64) -> anyhow::Result<()> {
+        self.kill(id)?;
+        let node = self.node(id)?;
+        let (addr, dir) = (node.addr.clone(), node.data_dir.clone());
+        self.nodes.retain(|n| n.id != id);
+        self.roster.set(&addr, None);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("wiping {}", dir.display())),
+        }
+    }
+
+    /// A node id never used in this run: removed ids are never accepted again.
+    pub fn next_id(&self) -> u64 {
+        self.highest_id + 1
+    }
+
     pub fn start(&mut self, id: u64) -> anyhow::Result<()> {
         let raftqd = self.raftqd.clone();
         let initial = self.initial.clone();
+        let extra = self.extra_args.clone();
         let node = self.node_mut(id)?;
         if node.child.is_some() {
             return Ok(());
@@ -93,9 +221,12 @@ impl Cluster {
             .arg("--listen")
             .arg(&node.addr)
             .arg("--data-dir")
-            .arg(&node.data_dir)
-            .arg("--initial-cluster")
-            .arg(&initial)
+            .arg(&node.data_dir);
+        match &node.join {
+            Some(via) => cmd.arg("--join").arg(via),
+            None => cmd.arg("--initial-cluster").arg(&initial),
+        };
+        cmd.args(&extra)
             .env("RUST_LOG", "info,openraft=off,sled=warn,h2=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

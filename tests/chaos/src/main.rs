@@ -4,6 +4,7 @@
 //! line of output is one JSON object; the exit status is 1 on any anomaly.
 
 mod cluster;
+mod membership_faults;
 mod nemesis;
 mod net;
 mod report;
@@ -59,6 +60,11 @@ struct Args {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     require_netns: bool,
+    /// Also make membership faults: replace a node whose disk died (new id,
+    /// same address), let a node join and another leave, move replicas and
+    /// leaders. Nodes run with --heal-after-secs 30.
+    #[arg(long)]
+    membership: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -145,8 +151,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         None => tmp.path().join("out"),
     };
     std::fs::create_dir_all(&out)?;
+    // One free slot for a node joining before another leaves.
+    let spare = usize::from(args.membership);
     let net = match net::unavailable() {
-        None => Some(net::Net::setup(args.nodes).context("network namespaces")?),
+        None => Some(net::Net::setup(args.nodes + spare).context("network namespaces")?),
         Some(why) if args.require_netns => anyhow::bail!("partitions required but {why}"),
         Some(why) => {
             println!("SKIPPED: partitions ({why}); running process faults on 127.0.0.1 only");
@@ -154,26 +162,28 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
     };
     let base_port = 20000 + (std::process::id() % 20000) as u16;
+    let node_args: Vec<String> = if args.membership {
+        vec!["--heal-after-secs".into(), "30".into()]
+    } else {
+        Vec::new()
+    };
     let mut cluster = cluster::Cluster::new(
         args.nodes,
+        spare,
         net.as_ref(),
         base_port,
         tmp.path(),
         args.raftqd.clone(),
+        node_args,
     );
     cluster.start_all()?;
-    let addrs = cluster.addrs();
+    let addrs = cluster.slot_addrs();
     let queues: Vec<String> = (0..args.queues).map(|i| format!("chaos-{i}")).collect();
     create_queues(&addrs, &queues, QueueKind::Work).await?;
     let streams: Vec<String> = (0..args.streams)
         .map(|i| format!("chaos-stream-{i}"))
         .collect();
     create_queues(&addrs, &streams, QueueKind::Stream).await?;
-    let node_addrs: Vec<(u64, String)> = cluster
-        .ids()
-        .into_iter()
-        .zip(addrs.iter().cloned())
-        .collect();
 
     let started = Instant::now();
     let (rec, mut rx) = workload::Recorder::new(started);
@@ -224,21 +234,23 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             stop_rx.clone(),
         )));
         tasks.push(tokio::spawn(stream_workload::follow(
-            node_addrs.clone(),
+            cluster.roster.clone(),
+            addrs.clone(),
             q.clone(),
             rec.clone(),
             stop_rx.clone(),
         )));
     }
     let observer = tokio::spawn(workload::observe_leaders(
-        node_addrs.clone(),
+        cluster.roster.clone(),
+        addrs.clone(),
         queues.iter().chain(&streams).cloned().collect(),
         rec.clone(),
         stop_rx.clone(),
     ));
 
     let mut events: Vec<Event> = Vec::new();
-    let mut nemesis = nemesis::Nemesis::new(args.seed, queues.clone());
+    let mut nemesis = nemesis::Nemesis::new(args.seed, queues.clone(), args.membership);
     // Load first, then faults until the deadline, each followed by recovery.
     tokio::time::sleep(Duration::from_secs(3)).await;
     while started.elapsed() < args.duration {
@@ -265,8 +277,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         let _ = t.await;
     }
     let _ = observer.await;
+    let members = cluster.roster.members();
     for q in &streams {
-        stream_workload::read_every_replica(&node_addrs, q, &rec, Duration::from_secs(60)).await;
+        stream_workload::read_every_replica(&members, q, &rec, Duration::from_secs(60)).await;
     }
     drop(rec);
     while let Some(e) = rx.recv().await {
@@ -288,9 +301,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .iter()
         .map(|k| nemesis.counts.get(k).copied().unwrap_or(0))
         .sum();
+    let membership: u32 = ["replace-node", "cycle-node", "move-replica", "move-leader"]
+        .iter()
+        .map(|k| nemesis.counts.get(k).copied().unwrap_or(0))
+        .sum();
     let summary = serde_json::json!({
         "nodes": args.nodes, "seed": args.seed, "duration_s": args.duration.as_secs(),
         "faults": report.faults, "leader_kills": kills, "partitions": partitions,
+        "membership_changes": membership,
         "fault_kinds": nemesis.counts,
         "confirmed": report.confirmed, "failed_publishes": report.failed_publishes,
         "delivered": report.delivered, "acked": report.acked,
@@ -309,7 +327,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         )?,
     )?;
     println!(
-        "chaos: {} faults ({kills} leader kills, {partitions} partitions), {} confirmed, {} delivered, {} acked; \
+        "chaos: {} faults ({kills} leader kills, {partitions} partitions, {membership} membership changes), {} confirmed, {} delivered, {} acked; \
          {} stream reads; lost {}, unexpected {}, resurrected {}, duplicates {} (allowed), FIFO violations {}, \
          split brain {}, offset conflicts {}, divergent replicas {}; failover median {} ms, max {} ms",
         report.faults, report.confirmed, report.delivered, report.acked, report.stream_reads, report.lost,

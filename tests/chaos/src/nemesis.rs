@@ -9,6 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::cluster::Cluster;
+use crate::membership_faults;
 use crate::net::Net;
 use crate::workload::Recorder;
 use raftq_chaos::history::Event;
@@ -22,6 +23,10 @@ pub enum Fault {
     Split,
     Bridge,
     RestartAll,
+    ReplaceNode,
+    CycleNode,
+    MoveReplica,
+    MoveLeader,
 }
 
 impl Fault {
@@ -34,14 +39,19 @@ impl Fault {
             Fault::Split => "split",
             Fault::Bridge => "bridge",
             Fault::RestartAll => "restart-all",
+            Fault::ReplaceNode => "replace-node",
+            Fault::CycleNode => "cycle-node",
+            Fault::MoveReplica => "move-replica",
+            Fault::MoveLeader => "move-leader",
         }
     }
 }
 
-/// Weighted choice: leader kills most often; partitions only with namespaces.
-pub fn choose(rng: &mut StdRng, partitions: bool) -> Fault {
-    let table: &[(Fault, u32)] = if partitions {
-        &[
+/// Weighted choice: leader kills most often; partitions only with
+/// namespaces; membership faults only when asked for.
+pub fn choose(rng: &mut StdRng, partitions: bool, membership: bool) -> Fault {
+    let mut table: Vec<(Fault, u32)> = if partitions {
+        vec![
             (Fault::KillLeader, 40),
             (Fault::KillNode, 8),
             (Fault::PauseLeader, 12),
@@ -51,16 +61,24 @@ pub fn choose(rng: &mut StdRng, partitions: bool) -> Fault {
             (Fault::RestartAll, 5),
         ]
     } else {
-        &[
+        vec![
             (Fault::KillLeader, 60),
             (Fault::KillNode, 15),
             (Fault::PauseLeader, 20),
             (Fault::RestartAll, 5),
         ]
     };
+    if membership {
+        table.extend([
+            (Fault::ReplaceNode, 6),
+            (Fault::CycleNode, 6),
+            (Fault::MoveReplica, 8),
+            (Fault::MoveLeader, 8),
+        ]);
+    }
     let total: u32 = table.iter().map(|(_, w)| w).sum();
     let mut roll = rng.gen_range(0..total);
-    for (f, w) in table {
+    for (f, w) in &table {
         if roll < *w {
             return *f;
         }
@@ -86,14 +104,16 @@ async fn leader_of(addrs: &[String], queue: &str) -> Option<u64> {
 pub struct Nemesis {
     pub rng: StdRng,
     pub queues: Vec<String>,
+    pub membership: bool,
     pub counts: std::collections::BTreeMap<&'static str, u32>,
 }
 
 impl Nemesis {
-    pub fn new(seed: u64, queues: Vec<String>) -> Self {
+    pub fn new(seed: u64, queues: Vec<String>, membership: bool) -> Self {
         Self {
             rng: StdRng::seed_from_u64(seed),
             queues,
+            membership,
             counts: Default::default(),
         }
     }
@@ -105,7 +125,7 @@ impl Nemesis {
         net: Option<&Net>,
         rec: &Recorder,
     ) -> anyhow::Result<()> {
-        let fault = choose(&mut self.rng, net.is_some());
+        let fault = choose(&mut self.rng, net.is_some(), self.membership);
         let queue = self.queues[self.rng.gen_range(0..self.queues.len())].clone();
         let ids = cluster.ids();
         let n = ids.len();
@@ -114,7 +134,11 @@ impl Nemesis {
         let t = rec.now();
         let target_queue = matches!(
             fault,
-            Fault::KillLeader | Fault::PauseLeader | Fault::IsolateLeader
+            Fault::KillLeader
+                | Fault::PauseLeader
+                | Fault::IsolateLeader
+                | Fault::MoveReplica
+                | Fault::MoveLeader
         )
         .then(|| queue.clone());
         let detail = match (fault, leader) {
@@ -145,7 +169,7 @@ impl Nemesis {
             (Fault::IsolateLeader, Some(l)) => {
                 let net = net.ok_or_else(|| anyhow::anyhow!("partition without namespaces"))?;
                 for other in ids.iter().filter(|i| **i != l) {
-                    net.cut(l as usize, *other as usize)?;
+                    net.cut(cluster.slot_of(l)?, cluster.slot_of(*other)?)?;
                 }
                 tokio::time::sleep(hold).await;
                 net.heal()?;
@@ -161,7 +185,7 @@ impl Nemesis {
                 let (small, big) = shuffled.split_at(minority);
                 for a in small {
                     for b in big {
-                        net.cut(*a as usize, *b as usize)?;
+                        net.cut(cluster.slot_of(*a)?, cluster.slot_of(*b)?)?;
                     }
                 }
                 tokio::time::sleep(hold).await;
@@ -176,7 +200,7 @@ impl Nemesis {
                 let (left, right) = rest.split_at(rest.len() / 2);
                 for a in left {
                     for b in right {
-                        net.cut(*a as usize, *b as usize)?;
+                        net.cut(cluster.slot_of(*a)?, cluster.slot_of(*b)?)?;
                     }
                 }
                 tokio::time::sleep(hold).await;
@@ -190,6 +214,16 @@ impl Nemesis {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 cluster.start_all()?;
                 "SIGKILL every node, then start them all".to_string()
+            }
+            (Fault::ReplaceNode, _) => {
+                membership_faults::replace_node(cluster, &mut self.rng).await?
+            }
+            (Fault::CycleNode, _) => membership_faults::cycle_node(cluster, &mut self.rng).await?,
+            (Fault::MoveReplica, _) => {
+                membership_faults::move_replica(cluster, &queue, &mut self.rng).await?
+            }
+            (Fault::MoveLeader, _) => {
+                membership_faults::move_leader(cluster, &queue, &mut self.rng).await?
             }
         };
         let end = rec.now();

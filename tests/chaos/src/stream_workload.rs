@@ -8,7 +8,8 @@ use raftq_chaos::history::{msg_of, Event};
 use raftq_client::Consistency;
 use tokio::sync::watch;
 
-use crate::workload::{node_clients, Recorder};
+use crate::cluster::Roster;
+use crate::workload::{node_clients, slot_clients, Recorder};
 
 /// Most messages asked for in one read.
 const PAGE: u32 = 500;
@@ -34,25 +35,35 @@ fn record_read(
 /// or lagging replica still answers) until `stop`: whatever a replica
 /// returns during faults must agree with every other view of that offset.
 pub async fn follow(
-    addrs: Vec<(u64, String)>,
+    roster: Roster,
+    slots: Vec<String>,
     queue: String,
     rec: Recorder,
     stop: watch::Receiver<bool>,
 ) {
-    let clients = node_clients(&addrs, Duration::from_millis(500));
-    let mut next = vec![0u64; clients.len()];
+    let clients = slot_clients(&slots, Duration::from_millis(500));
+    // Per address: the node id read from, and the next offset to read.
+    let mut next: Vec<(u64, u64)> = vec![(0, 0); clients.len()];
     let mut turn = 0usize;
     while !*stop.borrow() && !clients.is_empty() {
         let i = turn % clients.len();
         turn += 1;
-        let (node, client) = &clients[i];
+        let (addr, client) = &clients[i];
+        let Some(node) = roster.id_at(addr) else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        if next[i].0 != node {
+            // Another node took the slot: its replica is read from the start.
+            next[i] = (node, 0);
+        }
         if let Ok(resp) = client
-            .read(&queue, next[i], PAGE, Consistency::StaleOk)
+            .read(&queue, next[i].1, PAGE, Consistency::StaleOk)
             .await
         {
             for m in &resp.messages {
-                record_read(&rec, &queue, *node, m, false);
-                next[i] = next[i].max(m.offset + 1);
+                record_read(&rec, &queue, node, m, false);
+                next[i].1 = next[i].1.max(m.offset + 1);
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

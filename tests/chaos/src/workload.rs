@@ -13,6 +13,8 @@ use tokio::sync::{mpsc, watch};
 
 use raftq_chaos::history::{msg_of, payload, Event};
 
+use crate::cluster::Roster;
+
 #[derive(Clone)]
 pub struct Recorder {
     started: Instant,
@@ -217,39 +219,53 @@ pub async fn consumer(
 
 /// Asks every node, every 250 ms, who leads each queue; records changes.
 pub async fn observe_leaders(
-    addrs: Vec<(u64, String)>,
+    roster: Roster,
+    slots: Vec<String>,
     queues: Vec<String>,
     rec: Recorder,
     stop: watch::Receiver<bool>,
 ) {
-    let clients = node_clients(&addrs, Duration::from_millis(500));
+    let clients = slot_clients(&slots, Duration::from_millis(500));
     let mut seen: HashMap<(u64, String), (u64, u64)> = HashMap::new();
     while !*stop.borrow() {
-        for (id, client) in &clients {
+        for (addr, client) in &clients {
             for q in &queues {
+                let Some(id) = roster.id_at(addr) else {
+                    continue;
+                };
                 let Ok(Ok(info)) =
                     tokio::time::timeout(Duration::from_millis(600), client.get_queue(q)).await
                 else {
                     continue;
                 };
                 // Only the node's own view counts: a forwarded answer is another node's.
-                if info.answered_by != *id || info.leader_id == 0 {
+                if info.answered_by != id || info.leader_id == 0 {
                     continue;
                 }
                 let now = (info.term, info.leader_id);
-                if seen.insert((*id, q.clone()), now) != Some(now) {
+                if seen.insert((id, q.clone()), now) != Some(now) {
                     rec.record(Event::Leader {
                         t: rec.now(),
                         queue: q.clone(),
                         term: info.term,
                         leader: info.leader_id,
-                        reporter: *id,
+                        reporter: id,
                     });
                 }
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// One client per slot address, each reaching that address only.
+pub fn slot_clients(slots: &[String], timeout: Duration) -> Vec<(String, Client)> {
+    let ids: Vec<(u64, String)> = slots.iter().map(|a| (0, a.clone())).collect();
+    node_clients(&ids, timeout)
+        .into_iter()
+        .zip(slots.iter().cloned())
+        .map(|((_, c), a)| (a, c))
+        .collect()
 }
 
 /// One client per node, each reaching that node only (a node's own view of
