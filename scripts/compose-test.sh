@@ -17,6 +17,9 @@
 #      leader and confirms publishes; reconnect
 #   6. convergence: all three replicas report the same leader, depth and applied
 #      index; a final consume returns exactly the partition-phase messages
+#   7. replace a node (deploy/README's runbook): remove node 2, delete its
+#      container and volume, start raftq2 again as node 4; it joins at the same
+#      address, the queue grows back to 3 voters, every message is still there
 #   `docker-compose down -v` always runs at the end (trap), also on failure.
 #
 # The clients are the `raftq` CLI from the image: one-shot `docker run --rm` client
@@ -436,5 +439,42 @@ fi
 log "after-partition: $summary"
 [[ "$ISO_NOTE" == absent ]] || log "WARNING: the isolated node's unconfirmed publish is $ISO_NOTE"
 
+# ---------------------------------------------------------------- 7. replace a node
+# deploy/README's replace-a-node runbook, as written there: raftq2's disk is gone.
+# Remove node 2 (a 3-node cluster has nowhere to move its replicas, so queues keep
+# 2), delete its container and volume, start the service again under a new id at
+# the same name; the queue grows back to 3 replicas on it by itself.
+seq -f "r-%04g" 1 500 >"$WORK/must4"
+publish_file "$WORK/must4" 10s || fail "phase 7: publishing before the replacement failed"
+t=$(now_ms)
+"${COMPOSE[@]}" rm -sf raftq2 >/dev/null 2>&1 || fail "phase 7: removing raftq2's container failed"
+docker volume rm "${PROJECT}_raftq2-data" >/dev/null || fail "phase 7: deleting raftq2's volume failed"
+cli --timeout 150s cluster remove-node 2 >/dev/null \
+  || fail "phase 7: raftq cluster remove-node 2 failed: $(tail -n 2 "$WORK/client.err")"
+RAFTQ_ID_2=4 "${COMPOSE[@]}" up -d raftq2 >/dev/null 2>&1 || fail "phase 7: starting the replacement failed"
+CID[2]=$(cid 2)
+deadline=$(($(now_ms) + 120000))
+while :; do
+  st=$(cli --timeout 5s --json cluster status | last_json) || st=""
+  replaced=$(python3 -c "$PY_LOAD"'
+try:
+    d = load(sys.argv[1])
+    nodes = {n["id"]: n for n in d["nodes"]}
+    q = [x for x in d["queues"] if x["name"] == sys.argv[2]][0]
+    ok = (2 not in nodes and nodes.get(4, {}).get("role") == "voter"
+          and nodes[4]["address"] == "raftq2:7001"
+          and sorted(q["voters"]) == [1, 3, 4] and not q["learners"])
+    print(1 if ok else 0)
+except Exception:
+    print(0)' "$st" "$QUEUE")
+  [[ "$replaced" == 1 ]] && break
+  (($(now_ms) < deadline)) || fail "phase 7: node 4 did not replace node 2 within 120 s: $st"
+  sleep 1
+done
+REPLACE_MS=$(($(now_ms) - t))
+log "phase 7: node 2 replaced by node 4 at raftq2:7001 after ${REPLACE_MS} ms; queue voters 1, 3, 4"
+summary=$(consume_and_check "$WORK/must4" - "after-replace") || fail "after-replace: consumed messages do not match"
+log "after-replace: $summary"
+
 TOTAL_S=$((($(now_ms) - T0 / 1000000) / 1000))
-RESULT="PASS: compose-test (${TOTAL_S}s; failover after docker kill: new leader seen ${ELECT_MS} ms, first confirmed publish ${FAILOVER_MS} ms; partition: isolated publish refused after ${iso_ms} ms, majority elected after ${CUT_ELECT_MS} ms and confirmed after ${MAJ_MS} ms, converged ${CONV_MS} ms after reconnect)"
+RESULT="PASS: compose-test (${TOTAL_S}s; failover after docker kill: new leader seen ${ELECT_MS} ms, first confirmed publish ${FAILOVER_MS} ms; partition: isolated publish refused after ${iso_ms} ms, majority elected after ${CUT_ELECT_MS} ms and confirmed after ${MAJ_MS} ms, converged ${CONV_MS} ms after reconnect; node replaced in place after ${REPLACE_MS} ms)"

@@ -236,11 +236,17 @@ impl Cluster {
     /// Starts a new node (the next id, an empty data dir) that joins the
     /// running cluster through the nodes `via`; returns its id.
     pub fn add_node(&mut self, via: &[u64]) -> u64 {
+        self.add_node_at(format!("127.0.0.1:{}", free_port()), via)
+    }
+
+    /// Like [`Cluster::add_node`], listening on `addr` (for example the
+    /// address of a node it replaces, as a StatefulSet pod keeps its name).
+    pub fn add_node_at(&mut self, addr: String, via: &[u64]) -> u64 {
         let id = self.ids().into_iter().max().unwrap_or(0) + 1;
         let root = self.root.as_ref().expect("cluster root dir").path();
         let mut node = NodeProc::new(
             id,
-            format!("127.0.0.1:{}", free_port()),
+            addr,
             format!("127.0.0.1:{}", free_port()),
             root.join(format!("node{id}")),
         );

@@ -401,3 +401,45 @@ async fn a_five_node_cluster_shrinks_to_three_under_load() {
         narrow_confirmed.len()
     );
 }
+
+/// An address can pass to another node id (a replaced node keeps its name):
+/// peer requests name the node they mean, and any other node refuses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_request_meant_for_another_node_id_is_refused() {
+    use raftq_proto::internal::raft_peer_client::RaftPeerClient;
+    use raftq_proto::internal::RaftRequest;
+
+    let cluster = Cluster::start(3).await;
+    let channel = raftq_tests::client::channel(&cluster.addr(1))
+        .await
+        .expect("channel");
+    let mut peer = RaftPeerClient::new(channel);
+    let request = |to| RaftRequest {
+        group: 0,
+        from: 2,
+        payload: Bytes::from_static(b"not a heartbeat"),
+        data: Bytes::new(),
+        to,
+    };
+    let refused = peer
+        .node_heartbeat(request(2))
+        .await
+        .expect_err("node 1 must refuse a heartbeat meant for node 2");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .message()
+            .contains("this address is node 1, not node 2"),
+        "{refused:?}"
+    );
+    // Meant for node 1, the same request gets past the address check.
+    let bad = peer
+        .node_heartbeat(request(1))
+        .await
+        .expect_err("garbage payload");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+}

@@ -28,6 +28,8 @@ pub fn queue_json(q: &QueueInfo) -> Value {
         "kind": kind_name(o.kind),
         "leader": q.leader_id,
         "replicas": q.replicas,
+        "voters": q.voters,
+        "learners": q.learners,
         "depth": q.depth,
         "ready": q.ready,
         "unacked": q.unacked,

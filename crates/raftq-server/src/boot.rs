@@ -36,10 +36,11 @@ pub async fn start_node(config: Config) -> Result<Arc<Node>, StartError> {
         .map_err(|e| StartError::Raft(e.to_string()))?;
     if !initialized {
         let config = node.config();
-        if !config.join.is_empty() {
+        if !config.initial_cluster.contains_key(&config.id) {
+            if config.join.is_empty() {
+                return Err(StartError::NotBootstrapped);
+            }
             tokio::spawn(crate::meta::membership::join_cluster(node.clone()));
-        } else if config.initial_cluster.is_empty() {
-            return Err(StartError::NotBootstrapped);
         } else {
             let members: BTreeMap<NodeId, BasicNode> = config
                 .initial_cluster

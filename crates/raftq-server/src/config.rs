@@ -48,7 +48,8 @@ pub struct Settings {
     #[arg(long, env = "RAFTQ_INITIAL_CLUSTER")]
     pub initial_cluster: Option<String>,
     /// "HOST:PORT,..." of nodes of a running cluster, used only by an empty
-    /// data dir: this node joins that cluster as a new member.
+    /// data dir of a node not listed in --initial-cluster: it joins that
+    /// cluster as a new member.
     #[arg(long, env = "RAFTQ_JOIN")]
     pub join: Option<String>,
     /// HTTP address serving Prometheus metrics at /metrics. [default: off]
@@ -388,16 +389,13 @@ impl Config {
             .filter(|a| !a.is_empty())
             .map(str::to_string)
             .collect();
-        if !initial_cluster.is_empty() && !join.is_empty() {
-            return Err(ConfigError::Invalid(
-                "give --initial-cluster to bootstrap a new cluster or --join to add this node to a \
-                 running one, not both"
-                    .into(),
-            ));
-        }
-        if !initial_cluster.is_empty() && !initial_cluster.contains_key(&id) {
+        // Both may be given (one config for every node of a StatefulSet or
+        // compose file): a node listed in the initial cluster bootstraps with
+        // it, any other node joins.
+        if !initial_cluster.is_empty() && !initial_cluster.contains_key(&id) && join.is_empty() {
             return Err(ConfigError::Invalid(format!(
-                "--initial-cluster does not contain this node's id {id}"
+                "--initial-cluster does not contain this node's id {id}; a node that is not \
+                 one of the initial cluster needs --join HOST:PORT of a running node"
             )));
         }
         let log_format = match s.log_format.as_str() {
@@ -541,6 +539,25 @@ mod tests {
             (off.memory_limit_mib, off.disk_free_limit_mib),
             (Some(0), 0)
         );
+    }
+
+    #[test]
+    fn a_node_outside_the_initial_cluster_needs_join_and_both_may_be_given() {
+        let initial = ["--initial-cluster", "2=h2:1,3=h3:1"];
+        let err = config_with(&initial).expect_err("node 1 is not in it");
+        assert!(err.to_string().contains("needs --join"), "{err}");
+        let mut both = initial.to_vec();
+        both.extend(["--join", "h2:1,h3:1"]);
+        let joining = config_with(&both).expect("node 1 joins");
+        assert_eq!(joining.join, vec!["h2:1", "h3:1"]);
+        let listed = config_with(&["--initial-cluster", "1=h1:1", "--join", "h2:1"])
+            .expect("listed: bootstraps, join unused");
+        assert!(listed.initial_cluster.contains_key(&1));
+        let healing = config_with(&["--heal-after-secs", "30", "--rebalance-on-return"])
+            .expect("self-healing flags");
+        assert_eq!(healing.heal_after, Some(std::time::Duration::from_secs(30)));
+        assert!(healing.rebalance_on_return);
+        assert_eq!(config_with(&[]).expect("defaults").heal_after, None);
     }
 
     #[test]

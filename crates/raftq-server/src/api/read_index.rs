@@ -39,7 +39,7 @@ pub(crate) async fn read_index(node: &Node, group: &Group, queue: &str) -> Resul
         node.pool(),
         &addr,
         ControlRpc::ReadIndex,
-        (group.id, node.id()),
+        (group.id, node.id(), leader),
         bytes::Bytes::new(),
         READ_INDEX_WAIT,
     )

@@ -192,7 +192,7 @@ pub(crate) async fn ask_to_campaign(
         node.pool(),
         &addr,
         ControlRpc::Campaign,
-        (group, node.id()),
+        (group, node.id(), follower),
         payload,
         Duration::from_secs(1),
     )
@@ -208,7 +208,7 @@ fn send_heartbeats(node: &Arc<Node>) {
         let beat = NodeHeartbeat::new(node.failover().beat_for(peer), alarms.clone(), incarnation);
         let node = node.clone();
         tokio::spawn(async move {
-            match node_heartbeat(&node, &addr, &beat).await {
+            match node_heartbeat(&node, peer, &addr, &beat).await {
                 Ok(()) => node.failover().heard(peer),
                 Err(status) if process_is_gone(&status) => node.failover().refused(peer),
                 Err(_) => {}
@@ -220,6 +220,7 @@ fn send_heartbeats(node: &Arc<Node>) {
 /// One node heartbeat: short timeout and no retries, the next follows soon.
 async fn node_heartbeat(
     node: &Node,
+    peer: NodeId,
     addr: &str,
     beat: &NodeHeartbeat,
 ) -> Result<(), tonic::Status> {
@@ -229,7 +230,7 @@ async fn node_heartbeat(
         node.pool(),
         addr,
         ControlRpc::NodeHeartbeat,
-        (METADATA_GROUP, node.id()),
+        (METADATA_GROUP, node.id(), peer),
         payload,
         timeout,
     )

@@ -63,7 +63,7 @@ pub async fn has_left(node: &Node, group: &Group, def: &QueueDef) -> bool {
             node.pool(),
             &addr,
             ControlRpc::GroupMembership,
-            (def.group, node.id()),
+            (def.group, node.id(), peer),
             Bytes::new(),
             ASK_TIMEOUT,
         )

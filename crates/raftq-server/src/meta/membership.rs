@@ -70,7 +70,8 @@ async fn call(
     payload: Bytes,
     timeout: Duration,
 ) -> Result<Bytes, String> {
-    control::call(pool, addr, rpc, (METADATA_GROUP, from), payload, timeout)
+    // Identify and join go to whoever answers at the address.
+    control::call(pool, addr, rpc, (METADATA_GROUP, from, 0), payload, timeout)
         .await
         .map_err(|s| format!("{addr}: {}", s.message()))
 }
@@ -180,7 +181,18 @@ pub async fn handle_join(node: &Node, req: JoinRequest) -> Result<(), String> {
     }
     // A learner already: an earlier attempt added it (and then failed, or its
     // answer was lost); carry on from there.
-    let learner_at = node.members().get(&req.node).cloned();
+    let members = node.members();
+    if let Some((holder, _)) = members
+        .iter()
+        .find(|(id, addr)| **id != req.node && **addr == req.addr)
+    {
+        return Err(format!(
+            "address {} belongs to node {holder}: run `raftq cluster remove-node {holder}` \
+             first, then this node can join at that address",
+            req.addr
+        ));
+    }
+    let learner_at = members.get(&req.node).cloned();
     match &learner_at {
         Some(addr) if *addr != req.addr => {
             return Err(format!("node id {} is taken (by {addr})", req.node));

@@ -118,6 +118,7 @@ impl Peer {
             from: self.self_id,
             payload,
             data,
+            to: self.target,
         });
         request.set_timeout(timeout);
         let counter = match rpc {

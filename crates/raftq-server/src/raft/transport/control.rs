@@ -21,12 +21,13 @@ pub enum ControlRpc {
     GroupMembership,
 }
 
-/// Sends `payload` to the peer at `addr` and returns its answer's payload.
+/// Sends `payload` to node `to` (0: whoever answers) at `addr` and returns
+/// its answer's payload.
 pub async fn call(
     pool: &ChannelPool,
     addr: &str,
     rpc: ControlRpc,
-    (group, from): (GroupId, NodeId),
+    (group, from, to): (GroupId, NodeId, NodeId),
     payload: Bytes,
     timeout: Duration,
 ) -> Result<Bytes, tonic::Status> {
@@ -38,6 +39,7 @@ pub async fn call(
         from,
         payload,
         data: Bytes::new(),
+        to,
     });
     request.set_timeout(timeout);
     let mut client = RaftPeerClient::new(channel);

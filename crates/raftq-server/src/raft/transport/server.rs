@@ -28,7 +28,20 @@ impl PeerService {
         self.running(req)
     }
 
+    /// Refuses a request meant for another node id (see `RaftRequest.to`).
+    fn addressed(&self, req: &RaftRequest) -> Result<(), Status> {
+        if req.to != 0 && req.to != self.node.id() {
+            return Err(Status::failed_precondition(format!(
+                "this address is node {}, not node {}",
+                self.node.id(),
+                req.to
+            )));
+        }
+        Ok(())
+    }
+
     fn running(&self, req: &RaftRequest) -> Result<Arc<Group>, Status> {
+        self.addressed(req)?;
         // The group may not exist here yet (queue just created, catalog not yet
         // applied): the sender backs off and retries.
         self.node.group(req.group).ok_or_else(|| {
@@ -160,6 +173,7 @@ impl RaftPeer for PeerService {
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
+        self.addressed(&req)?;
         let (beat, alarms, incarnation) = decode::<NodeHeartbeat>(&req)?.split();
         self.node.heard_incarnation(req.from, incarnation);
         self.node
@@ -193,6 +207,7 @@ impl RaftPeer for PeerService {
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
+        self.addressed(&req)?;
         let counted = match self.node.group(req.group) {
             Some(group) => crate::meta::departure::counted(&group, req.from),
             None => crate::meta::departure::Counted::Unknown,
