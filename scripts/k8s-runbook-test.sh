@@ -152,7 +152,7 @@ log "raftq-1 on an empty volume under id 2: refused (exit $code): ${refusal:0:16
 
 # ---------------------------------------------------------------- 3. the runbook
 on_pod 0 --timeout 150s cluster remove-node 2 >/dev/null || fail "raftq cluster remove-node 2 failed"
-echo 101 >"$WORK/node-ids/raftq-1"      # kubectl create configmap raftq-node-ids --from-literal=raftq-1=101
+printf 101 >"$WORK/node-ids/raftq-1"    # kubectl create configmap raftq-node-ids --from-literal=raftq-1=101
 chmod 644 "$WORK/node-ids/raftq-1"
 docker rm -f "$P-raftq-1" >/dev/null
 docker volume rm "$P-data-raftq-1" >/dev/null   # kubectl delete pvc data-raftq-1
