@@ -147,6 +147,27 @@ async fn two_nodes_join_under_load_and_new_queues_are_placed_on_them() {
         sent.extend(batch);
     }
 
+    // The queue created on three nodes grows to all five, under its load.
+    let mut admin = cluster.admin(2).await;
+    let grown = admin
+        .change_replicas(ChangeReplicasRequest {
+            queue: "before".into(),
+            replicas: 5,
+            ..Default::default()
+        })
+        .await
+        .expect("grow to 5")
+        .into_inner();
+    assert_eq!(grown.replicas, vec![1, 2, 3, four, five], "{grown:?}");
+    wait_voters(
+        &cluster,
+        1,
+        "before",
+        &grown.replicas,
+        Duration::from_secs(60),
+    )
+    .await;
+
     // A joined node restarts like any other: its data dir is its membership.
     cluster.restart(four);
     wait_status(
