@@ -1,6 +1,7 @@
 //! `raftq`: the command-line tool for a raftq cluster. The benchmarks are a
 //! tool of their own, `raftq-bench`.
 
+mod cert_files;
 mod cmd;
 mod ha;
 mod queue_display;
@@ -21,6 +22,17 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Remote(RemoteCommand),
+    /// Create the CA and the node and client certificates for TLS (connects
+    /// to no cluster).
+    #[command(subcommand)]
+    Cert(cmd::cert::CertCommand),
+}
+
+/// The commands that talk to a cluster.
+#[derive(Debug, Subcommand)]
+enum RemoteCommand {
     /// Create, list, inspect and delete queues.
     #[command(subcommand)]
     Queue(cmd::queue::QueueCommand),
@@ -37,14 +49,20 @@ enum Command {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = cli.global.connect().await?;
     let json = cli.global.json;
-    match &cli.command {
-        Command::Queue(c) => cmd::queue::run(&client, c, json).await,
-        Command::Publish(a) => cmd::publish::run(&client, a, json).await,
-        Command::Consume(a) => cmd::consume::run(&client, a, json).await,
-        Command::Read(a) => cmd::read::run(&client, a, json).await,
-        Command::Cluster(c) => cmd::cluster::run(&client, c, json).await,
+    let command = match cli.command {
+        // Certificates come before the cluster they secure, which may not
+        // run yet (or not without them).
+        Command::Cert(c) => return cmd::cert::run(&c, json),
+        Command::Remote(c) => c,
+    };
+    let client = cli.global.connect().await?;
+    match &command {
+        RemoteCommand::Queue(c) => cmd::queue::run(&client, c, json).await,
+        RemoteCommand::Publish(a) => cmd::publish::run(&client, a, json).await,
+        RemoteCommand::Consume(a) => cmd::consume::run(&client, a, json).await,
+        RemoteCommand::Read(a) => cmd::read::run(&client, a, json).await,
+        RemoteCommand::Cluster(c) => cmd::cluster::run(&client, c, json).await,
     }
 }
 

@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod cert;
 pub mod cluster;
 pub mod consume;
 pub mod consume_stream;
