@@ -6,15 +6,17 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use raftq_client::{Client, ClientOptions};
 use raftq_proto::v1::admin_service_client::AdminServiceClient;
 use raftq_proto::v1::queue_service_client::QueueServiceClient;
-use raftq_proto::v1::{QueueInfo, QueueOptions, StoredMessage};
+use raftq_proto::v1::{ClusterStatusResponse, QueueInfo, QueueOptions, StoredMessage};
 use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::client;
 use crate::consumer::{drain, Drained};
 use crate::node::{raftqd_bin, NodeProc};
+use crate::pki::TestPki;
 use crate::ports::free_port;
 use crate::proxy::Proxy;
 use crate::publish::Producer;
@@ -30,6 +32,7 @@ pub struct ClusterBuilder {
     log_filter: Option<String>,
     proxied: bool,
     data_dirs: Vec<(u64, PathBuf)>,
+    tls: bool,
 }
 
 impl ClusterBuilder {
@@ -40,6 +43,13 @@ impl ClusterBuilder {
     /// test made) instead of the cluster's temp dir.
     pub fn data_dir(mut self, id: u64, dir: PathBuf) -> Self {
         self.data_dirs.push((id, dir));
+        self
+    }
+
+    /// Every node serves TLS with a certificate of the cluster's test CA
+    /// ([`Cluster::pki`]); clients then need [`Cluster::client_options`].
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
         self
     }
 
@@ -105,7 +115,11 @@ impl ClusterBuilder {
                 proxies.push(Proxy::start(node.addr.clone(), node.listen.clone()).await);
             }
         }
+        let pki = self
+            .tls
+            .then(|| TestPki::create(&root.path().join("certs"), "raftq test CA"));
         let mut cluster = Cluster {
+            pki,
             nodes,
             bin: raftqd_bin(),
             initial_cluster,
@@ -125,6 +139,8 @@ impl ClusterBuilder {
 }
 
 pub struct Cluster {
+    /// The test CA, when the nodes serve TLS.
+    pub pki: Option<TestPki>,
     pub nodes: Vec<NodeProc>,
     bin: PathBuf,
     initial_cluster: String,
@@ -142,6 +158,7 @@ impl Cluster {
             log_filter: None,
             proxied: false,
             data_dirs: Vec::new(),
+            tls: false,
         }
     }
 
@@ -229,6 +246,16 @@ impl Cluster {
             ]),
         }
         args.extend(["--metrics-listen".into(), node.metrics_addr.clone()]);
+        if let Some(pki) = &self.pki {
+            let files = pki.node(id);
+            for (flag, path) in [
+                ("--tls-cert", files.cert),
+                ("--tls-key", files.key),
+                ("--tls-ca", files.ca),
+            ] {
+                args.extend([flag.to_string(), path.display().to_string()]);
+            }
+        }
         args.extend(self.extra_args.iter().cloned());
         self.node_mut(id).spawn(&bin, &args, filter.as_deref());
     }
@@ -308,13 +335,37 @@ impl Cluster {
         }
     }
 
+    /// Client options for this cluster: TLS trusting its CA when it has one.
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            retry_deadline: Duration::from_secs(60),
+            tls: self.pki.as_ref().map(|p| p.client_tls(None)),
+            ..Default::default()
+        }
+    }
+
+    async fn status_of(&self, id: u64) -> Result<ClusterStatusResponse, String> {
+        if self.pki.is_none() {
+            return client::cluster_status(&self.addr(id))
+                .await
+                .map_err(|e| e.to_string());
+        }
+        let options = ClientOptions {
+            retry_deadline: Duration::from_millis(500),
+            request_timeout: Duration::from_millis(500),
+            ..self.client_options()
+        };
+        let client = Client::lazy([self.addr(id)], options).map_err(|e| e.to_string())?;
+        client.cluster_status().await.map_err(|e| e.to_string())
+    }
+
     /// Waits until some live node reports a metadata leader.
     pub async fn wait_ready(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let mut last_error = String::from("no live node");
         loop {
             for id in self.running_ids() {
-                match client::cluster_status(&self.addr(id)).await {
+                match self.status_of(id).await {
                     Ok(s) if s.metadata_leader != 0 => return,
                     Ok(_) => last_error = format!("node {id}: no metadata leader yet"),
                     Err(e) => last_error = format!("node {id}: {e}"),

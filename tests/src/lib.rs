@@ -9,6 +9,7 @@ pub mod fuzz_gen;
 pub mod fuzz_methods;
 pub mod load;
 pub mod node;
+pub mod pki;
 pub mod ports;
 pub mod proxy;
 pub mod publish;

@@ -39,6 +39,7 @@ mod retry;
 mod stream;
 
 pub use admin::ReplicaChange;
+pub use client::tls::{ClientIdentity, TlsOptions};
 pub use client::{Client, ClientOptions};
 pub use consumer::{Consumer, Offsets, SettleFuture, Settlement, Settler};
 pub use error::{Applied, Error, Result};

@@ -1,9 +1,10 @@
 //! The flags every command of both tools takes, and the client they describe.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use raftq_client::{Client, ClientOptions};
+use raftq_client::{Client, ClientOptions, TlsOptions};
 
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
@@ -22,20 +23,39 @@ pub struct GlobalArgs {
     /// leader (e.g. 30s, 500ms).
     #[arg(long, global = true, default_value = "30s", value_parser = crate::duration::parse)]
     pub timeout: Duration,
+    /// CA certificate (PEM) of a cluster that serves TLS: connections use
+    /// TLS and the nodes' certificates must chain to it.
+    #[arg(long, global = true, env = "RAFTQ_CA")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS (`raftq cert create-client`).
+    #[arg(long, global = true, env = "RAFTQ_CERT", requires = "ca")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, env = "RAFTQ_KEY", requires = "cert")]
+    pub key: Option<PathBuf>,
 }
 
 impl GlobalArgs {
-    pub fn client_options(&self) -> ClientOptions {
-        ClientOptions {
+    pub fn client_options(&self) -> Result<ClientOptions, raftq_client::Error> {
+        let tls = match &self.ca {
+            Some(ca) => Some(TlsOptions::from_files(
+                ca,
+                self.cert.as_deref(),
+                self.key.as_deref(),
+            )?),
+            None => None,
+        };
+        Ok(ClientOptions {
             retry_deadline: self.timeout,
             // One attempt never outlasts the whole budget.
             request_timeout: ClientOptions::default().request_timeout.min(self.timeout),
+            tls,
             ..Default::default()
-        }
+        })
     }
 
     /// Connects to `--servers`: fails when none of them answers.
     pub async fn connect(&self) -> Result<Client, raftq_client::Error> {
-        Client::connect_with([self.servers.as_str()], self.client_options()).await
+        Client::connect_with([self.servers.as_str()], self.client_options()?).await
     }
 }

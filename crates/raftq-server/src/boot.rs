@@ -15,13 +15,21 @@ use crate::meta::identity::{refusal, Starting};
 use crate::node::{Node, StartError};
 use crate::raft::state_machine::GroupState;
 use crate::raft::types::{NodeId, METADATA_GROUP};
+use crate::tls::reload::Reloading;
 
 pub async fn start_node(config: Config) -> Result<Arc<Node>, StartError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Raft(e.to_string()))?;
     let store = NodeStore::open(&config.data_dir)?;
-    let identity = settle_identity(&config, &store).await?;
-    let (node, snapshot_requests) = Node::new(config, store, identity)?;
+    let tls = match &config.tls {
+        Some(files) => Some(Reloading::load(files.clone(), config.id)?),
+        None => None,
+    };
+    let identity = settle_identity(&config, &store, tls.clone()).await?;
+    let (node, snapshot_requests) = Node::new(config, store, identity, tls.clone())?;
     let node = Arc::new(node);
+    if let Some(tls) = tls {
+        tokio::spawn(crate::tls::reload::watch(tls));
+    }
     tokio::spawn(crate::raft::snapshot_requests::run(
         node.clone(),
         snapshot_requests,
@@ -65,7 +73,11 @@ pub async fn start_node(config: Config) -> Result<Arc<Node>, StartError> {
 
 /// The data dir's identity, created on a first start, after asking the peers
 /// this node knows of whether the cluster accepts it under its id.
-async fn settle_identity(config: &Config, store: &NodeStore) -> Result<Identity, StartError> {
+async fn settle_identity(
+    config: &Config,
+    store: &NodeStore,
+    tls: Option<Arc<Reloading>>,
+) -> Result<Identity, StartError> {
     let recorded = store.identity()?;
     if let Some(id) = &recorded {
         if id.node_id != config.id {
@@ -91,7 +103,7 @@ async fn settle_identity(config: &Config, store: &NodeStore) -> Result<Identity,
         .map(|(_, addr)| addr.clone())
         .chain(config.join.iter().cloned())
         .collect();
-    let answers = crate::meta::membership::identify(&peers, config.id).await;
+    let answers = crate::meta::membership::identify(&peers, config.id, tls).await;
     let starting = Starting {
         node: config.id,
         incarnation: identity.incarnation,

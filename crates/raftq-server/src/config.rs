@@ -127,6 +127,23 @@ pub struct Settings {
     /// leads about as many queues (as `raftq cluster rebalance` does).
     #[arg(long, env = "RAFTQ_REBALANCE_ON_RETURN", default_value_t = false)]
     pub rebalance_on_return: bool,
+    /// This node's TLS certificate (PEM), signed by the cluster's CA and
+    /// naming this node (`raftq cert create-node`). With --tls-key and
+    /// --tls-ca it turns TLS on for clients and peers.
+    #[arg(long, env = "RAFTQ_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "RAFTQ_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster's CA certificate (PEM): peers must present a node
+    /// certificate it signed; client certificates must chain to it.
+    #[arg(long, env = "RAFTQ_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Serve plaintext on a non-loopback address (without it, such a node
+    /// refuses to start): anyone who can reach the port can then read and
+    /// change everything.
+    #[arg(long, env = "RAFTQ_INSECURE", default_value_t = false)]
+    pub insecure: bool,
 }
 
 impl Default for Settings {
@@ -156,6 +173,10 @@ impl Default for Settings {
             disk_free_limit_mib: DEFAULT_DISK_FREE_LIMIT_MIB,
             heal_after_secs: DEFAULT_HEAL_AFTER_SECS,
             rebalance_on_return: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            insecure: false,
         }
     }
 }
@@ -257,6 +278,33 @@ pub const DEFAULT_LOG_FORMAT: &str = "text";
 pub const DEFAULT_PREFETCH: u32 = 100;
 pub const DEFAULT_MAX_PREFETCH: u32 = 10_000;
 
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+    match (cert, key, ca) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(key), Some(ca)) => Ok(Some(crate::tls::TlsFiles { cert, key, ca })),
+        _ => Err(ConfigError::Invalid(
+            "TLS needs all three of --tls-cert, --tls-key and --tls-ca".into(),
+        )),
+    }
+}
+
+/// Loopback addresses (and names that resolve only to loopback, like
+/// localhost) are reachable from this machine alone.
+fn listens_on_loopback(listen: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match listen.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
 fn mib(name: &str, value: u64) -> Result<u64, ConfigError> {
     if value == 0 {
         return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
@@ -296,6 +344,8 @@ pub struct Config {
     /// `None`: self-healing off.
     pub heal_after: Option<std::time::Duration>,
     pub rebalance_on_return: bool,
+    /// `None`: plaintext (loopback, or with --insecure).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -435,7 +485,17 @@ impl Config {
             heal_after: (s.heal_after_secs > 0)
                 .then(|| std::time::Duration::from_secs(s.heal_after_secs)),
             rebalance_on_return: s.rebalance_on_return,
+            tls: tls_files(s.tls_cert, s.tls_key, s.tls_ca)?,
         };
+        if config.tls.is_none() && !s.insecure && !listens_on_loopback(&config.listen) {
+            return Err(ConfigError::Invalid(format!(
+                "refusing to serve plaintext on {}: give --tls-cert, --tls-key and --tls-ca \
+                 (raftq cert create-ca / create-node make them), listen on 127.0.0.1, or pass \
+                 --insecure to accept that anyone who reaches the port can read and change \
+                 everything",
+                config.listen
+            )));
+        }
         if config.max_prefetch == 0 || config.default_prefetch > config.max_prefetch {
             return Err(ConfigError::Invalid(
                 "need 0 < default_prefetch <= max_prefetch".into(),
@@ -558,6 +618,32 @@ mod tests {
         assert_eq!(healing.heal_after, Some(std::time::Duration::from_secs(30)));
         assert!(healing.rebalance_on_return);
         assert_eq!(config_with(&[]).expect("defaults").heal_after, None);
+    }
+
+    #[test]
+    fn plaintext_beyond_loopback_needs_insecure_and_tls_needs_three_files() {
+        let open = config_with(&["--listen", "0.0.0.0:7001"]).expect_err("plaintext on 0.0.0.0");
+        assert!(
+            open.to_string()
+                .contains("refusing to serve plaintext on 0.0.0.0:7001"),
+            "{open}"
+        );
+        config_with(&["--listen", "0.0.0.0:7001", "--insecure"]).expect("spelled out");
+        config_with(&["--listen", "localhost:7001"]).expect("loopback by name");
+        let partial = config_with(&["--tls-cert", "a.pem"]).expect_err("one file of three");
+        assert!(partial.to_string().contains("all three"), "{partial}");
+        let tls = config_with(&[
+            "--listen",
+            "0.0.0.0:7001",
+            "--tls-cert",
+            "n.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-ca",
+            "ca.pem",
+        ])
+        .expect("TLS on 0.0.0.0");
+        assert!(tls.tls.is_some());
     }
 
     #[test]

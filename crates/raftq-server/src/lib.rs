@@ -17,6 +17,8 @@
 //!   re-places and rebalances by itself.
 //! - [`raft`]: openraft wiring: type configuration, the state machine, its
 //!   snapshots, and the gRPC transport between peers.
+//! - [`tls`]: certificates for clients and peers, reloaded when they change,
+//!   and the check that a peer speaks for the node it claims to be.
 //! - [`alarms`] (memory and disk), [`metrics`], [`config`], [`error`] (the
 //!   one mapping of errors to gRPC status codes and typed metadata), [`ids`].
 //!
@@ -45,3 +47,4 @@ pub mod raft;
 pub mod router;
 pub mod self_healing;
 pub mod server;
+pub mod tls;

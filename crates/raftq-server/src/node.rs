@@ -26,6 +26,7 @@ use crate::raft::state_machine::{GroupShared, GroupState, SnapshotRequests, Stat
 use crate::raft::transport::client::NetworkFactory;
 use crate::raft::transport::pool::ChannelPool;
 use crate::raft::types::{GroupId, NodeId, Raft, METADATA_GROUP};
+use crate::tls::reload::Reloading;
 
 /// One Raft group running on this node.
 pub struct Group {
@@ -101,6 +102,8 @@ pub struct Node {
     raft_config: Arc<openraft::Config>,
     snapshot_requests: SnapshotRequests,
     groups: RwLock<HashMap<GroupId, Arc<Group>>>,
+    /// `None`: plaintext.
+    tls: Option<Arc<Reloading>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +120,8 @@ pub enum StartError {
     NotBootstrapped,
     #[error("refusing to start: {0}")]
     Refused(String),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Leader wall-clock time for commands. Queue state machines never read a clock;
@@ -135,13 +140,14 @@ impl Node {
         config: Config,
         store: NodeStore,
         identity: Identity,
+        tls: Option<Arc<Reloading>>,
     ) -> Result<(Self, mpsc::UnboundedReceiver<GroupId>), StartError> {
         let raft_config = Arc::new(config.raft_config()?);
         let (to_node, requests) = mpsc::unbounded_channel();
         let node = Node {
             id: config.id,
             store,
-            pool: Arc::new(ChannelPool::default()),
+            pool: Arc::new(ChannelPool::new(tls.clone())),
             failover: Arc::new(Failover::new(Settings {
                 me: config.id,
                 lease: Duration::from_millis(config.election_timeout_max_ms),
@@ -158,6 +164,7 @@ impl Node {
                 to_node,
             },
             groups: RwLock::new(HashMap::new()),
+            tls,
             config,
         };
         Ok((node, requests))
@@ -169,6 +176,11 @@ impl Node {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The node's TLS material, when TLS is on.
+    pub fn tls(&self) -> Option<&Arc<Reloading>> {
+        self.tls.as_ref()
     }
 
     pub fn store(&self) -> &NodeStore {

@@ -40,7 +40,9 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let max_request = usize::try_from(node.config().max_request_bytes).unwrap_or(usize::MAX);
-    Server::builder()
+    let tls = node.tls().cloned();
+    let metrics = node.metrics().clone();
+    let router = Server::builder()
         .layer(crate::api::limits::RequestSizeLimit::new(
             node.config().max_request_bytes,
         ))
@@ -74,8 +76,16 @@ pub async fn serve(
         )
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(reflection_v1alpha)
-        .serve_with_shutdown(addr, shutdown)
-        .await?;
+        .add_service(reflection_v1alpha);
+    match tls {
+        None => router.serve_with_shutdown(addr, shutdown).await?,
+        Some(tls) => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            let incoming = crate::tls::incoming::accept(listener, tls, metrics);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?
+        }
+    }
     Ok(())
 }

@@ -78,6 +78,7 @@ impl Client {
         }
         let settings = ChannelSettings {
             connect_timeout: options.connect_timeout,
+            tls: options.tls.clone(),
         };
         let pool = Pool::new(list, settings);
         for addr in pool.seeds() {

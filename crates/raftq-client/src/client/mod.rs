@@ -11,6 +11,7 @@ mod publish;
 mod read;
 mod retry_loop;
 mod routing;
+pub mod tls;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub struct ClientOptions {
     /// First pause between retries; doubles up to `backoff_max`, with jitter.
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    /// `Some`: the nodes serve TLS (see [`tls::TlsOptions`]).
+    pub tls: Option<tls::TlsOptions>,
 }
 
 impl Default for ClientOptions {
@@ -56,6 +59,7 @@ impl Default for ClientOptions {
             // Failover takes a few hundred ms: retries must keep polling at
             // about that pace, not drift to seconds apart.
             backoff_max: Duration::from_millis(250),
+            tls: None,
         }
     }
 }

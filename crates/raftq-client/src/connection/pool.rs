@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
+use crate::client::tls::{host_of, TlsOptions};
 use crate::Error;
 
 /// How channels connect.
 #[derive(Debug, Clone)]
 pub(crate) struct ChannelSettings {
     pub connect_timeout: Duration,
+    pub tls: Option<TlsOptions>,
 }
 
 pub(crate) struct Pool {
@@ -27,7 +29,10 @@ pub(crate) struct Pool {
 /// `host:port` from what a person typed (`http://host:port/`, spaces).
 pub(crate) fn normalize_address(raw: &str) -> Option<String> {
     let a = raw.trim();
-    let a = a.strip_prefix("http://").unwrap_or(a);
+    let a = a
+        .strip_prefix("http://")
+        .or_else(|| a.strip_prefix("https://"))
+        .unwrap_or(a);
     let a = a.trim_end_matches('/');
     (!a.is_empty()).then(|| a.to_string())
 }
@@ -52,8 +57,21 @@ impl Pool {
         if let Some(ch) = channels.get(addr) {
             return Ok(ch.clone());
         }
-        let ch = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Error::InvalidArgument(format!("bad server address {addr:?}: {e}")))?
+        let bad = |e: tonic::transport::Error| {
+            Error::InvalidArgument(format!("bad server address {addr:?}: {e}"))
+        };
+        let scheme = if self.settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(bad)?;
+        if let Some(tls) = &self.settings.tls {
+            endpoint = endpoint
+                .tls_config(tls.for_host(host_of(addr)))
+                .map_err(bad)?;
+        }
+        let ch = endpoint
             .connect_timeout(self.settings.connect_timeout)
             .tcp_nodelay(true)
             // HTTP/2's default 64 KiB window is smaller than a prefetch's
@@ -101,6 +119,7 @@ mod tests {
             seeds.iter().map(|s| s.to_string()).collect(),
             ChannelSettings {
                 connect_timeout: Duration::from_secs(1),
+                tls: None,
             },
         )
     }

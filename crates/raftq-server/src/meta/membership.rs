@@ -19,6 +19,7 @@ use crate::raft::transport::control::{self, ControlRpc};
 use crate::raft::transport::pool::ChannelPool;
 use crate::raft::transport::wire;
 use crate::raft::types::{GroupCommand, GroupResponse};
+use crate::tls::reload::Reloading;
 
 /// How often the registry looks at the catalog.
 const REGISTRY_EVERY: Duration = Duration::from_secs(1);
@@ -28,8 +29,12 @@ const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What each peer in `addrs` knows of node `me`; peers that do not answer are
 /// left out (a cluster bootstrapping has nobody to ask yet).
-pub async fn identify(addrs: &[String], me: NodeId) -> Vec<(String, IdentifyReply)> {
-    let pool = ChannelPool::default();
+pub async fn identify(
+    addrs: &[String],
+    me: NodeId,
+    tls: Option<Arc<Reloading>>,
+) -> Vec<(String, IdentifyReply)> {
+    let pool = ChannelPool::new(tls);
     let asks = addrs.iter().map(|addr| {
         let pool = &pool;
         async move {

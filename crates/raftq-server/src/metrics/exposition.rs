@@ -165,6 +165,11 @@ pub fn render(node: &Node) -> Result<String, std::fmt::Error> {
             &m.healed_queues,
         ),
         (
+            "raftq_tls_handshake_failures_total",
+            "Connections dropped because their TLS handshake failed or did not finish within 10 s.",
+            &m.tls_handshake_failures,
+        ),
+        (
             "raftq_alarms_raised_total",
             "Memory and disk alarms this node raised.",
             &m.alarms_raised,

@@ -93,6 +93,9 @@ pub struct NodeMetrics {
     /// Queues whose replicas the metadata leader re-placed by itself
     /// (`self_healing`).
     pub healed_queues: Counter,
+    /// Connections dropped because their TLS handshake failed or stalled
+    /// (plaintext clients, certificates of another CA, port scanners).
+    pub tls_handshake_failures: Counter,
     pub publish_commit_latency: Histogram,
     /// Time a consistent read waited: read index from the leader, then the
     /// local replica applying up to it.

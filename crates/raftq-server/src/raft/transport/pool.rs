@@ -7,12 +7,14 @@
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
 use crate::raft::types::{GroupId, NodeId};
+use crate::tls::reload::Reloading;
 
 /// Which connection to a peer a request travels on.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -38,6 +40,10 @@ impl Lane {
 #[derive(Default)]
 pub struct ChannelPool {
     channels: Mutex<HashMap<(String, Lane), Channel>>,
+    /// With TLS: this node's identity and the cluster's CA, and the
+    /// generation of them the channels above were made with.
+    tls: Option<Arc<Reloading>>,
+    tls_generation: AtomicU64,
     /// Raft RPCs sent, by kind: the idle cost of many groups is mostly
     /// heartbeats (empty AppendEntries), so it is worth watching.
     pub sent: PeerRpcCounts,
@@ -84,13 +90,33 @@ pub const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
 pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 
 impl ChannelPool {
+    pub fn new(tls: Option<Arc<Reloading>>) -> Self {
+        Self {
+            tls,
+            ..Default::default()
+        }
+    }
+
     pub fn get(&self, addr: &str, lane: Lane) -> Result<Channel, tonic::transport::Error> {
         let mut channels = self.channels.lock();
+        if let Some(tls) = &self.tls {
+            // Certificates were reloaded: dial again with the new ones (open
+            // requests finish on the channels they hold).
+            let generation = tls.generation();
+            if self.tls_generation.swap(generation, Ordering::AcqRel) != generation {
+                channels.clear();
+            }
+        }
         let key = (addr.to_string(), lane);
         if let Some(ch) = channels.get(&key) {
             return Ok(ch.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.peer_client().domain_name(host_of(addr)))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             // Keepalive pings notice a peer that vanished without a FIN (SIGSTOP,
@@ -104,4 +130,13 @@ impl ChannelPool {
         channels.insert(key, ch.clone());
         Ok(ch)
     }
+}
+
+/// The host of `host:port` (IPv6 without its brackets): the name the peer's
+/// certificate must carry.
+fn host_of(addr: &str) -> String {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
 }

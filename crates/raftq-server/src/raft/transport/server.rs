@@ -28,6 +28,15 @@ impl PeerService {
         self.running(req)
     }
 
+    /// The request, once its connection's certificate speaks for the node it
+    /// claims to come from (with TLS on; see `tls::peer_identity`).
+    fn authenticated(&self, request: Request<RaftRequest>) -> Result<RaftRequest, Status> {
+        if self.node.tls().is_some() {
+            crate::tls::peer_identity::check(request.peer_certs(), request.get_ref().from)?;
+        }
+        Ok(request.into_inner())
+    }
+
     /// Refuses a request meant for another node id (see `RaftRequest.to`).
     fn addressed(&self, req: &RaftRequest) -> Result<(), Status> {
         if req.to != 0 && req.to != self.node.id() {
@@ -80,7 +89,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let req = request.into_inner();
+        let req = self.authenticated(request)?;
         let group = self.leaders_group(&req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = if req.payload.len() <= CONTROL_PAYLOAD_MAX {
             decode(&req)?
@@ -98,7 +107,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let req = request.into_inner();
+        let req = self.authenticated(request)?;
         let group = self.leaders_group(&req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&req)?;
         if !rpc.entries.is_empty() || rpc.prev_log_id.is_some() || rpc.leader_commit.is_some() {
@@ -116,7 +125,7 @@ impl RaftPeer for PeerService {
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let req = request.into_inner();
+        let req = self.authenticated(request)?;
         let group = self.group(&req)?;
         let rpc: VoteRequest<u64> = decode(&req)?;
         let voter = voter(&group);
@@ -144,7 +153,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let req = request.into_inner();
+        let req = self.authenticated(request)?;
         let group = self.leaders_group(&req)?;
         let mut rpc: InstallSnapshotRequest<TypeConfig> = decode(&req)?;
         rpc.data = req.data.to_vec();
@@ -152,7 +161,7 @@ impl RaftPeer for PeerService {
     }
 
     async fn campaign(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let req = request.into_inner();
+        let req = self.authenticated(request)?;
         let group = self.group(&req)?;
         let wait_ms: u64 = decode(&req)?;
         tracing::info!(
@@ -172,7 +181,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let req = request.into_inner();
+        let req = self.authenticated(request)?;
         self.addressed(&req)?;
         let (beat, alarms, incarnation) = decode::<NodeHeartbeat>(&req)?.split();
         self.node.heard_incarnation(req.from, incarnation);
@@ -186,7 +195,7 @@ impl RaftPeer for PeerService {
     }
 
     async fn identify(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let req = request.into_inner();
+        let req = self.authenticated(request)?;
         let mut answer = self
             .node
             .with_catalog(|c| IdentifyReply::from_catalog(c, req.from))
@@ -197,7 +206,7 @@ impl RaftPeer for PeerService {
     }
 
     async fn join(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let req = request.into_inner();
+        let req = self.authenticated(request)?;
         let join: JoinRequest = decode(&req)?;
         reply(&crate::meta::membership::handle_join(&self.node, join).await)
     }
@@ -206,7 +215,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let req = request.into_inner();
+        let req = self.authenticated(request)?;
         self.addressed(&req)?;
         let counted = match self.node.group(req.group) {
             Some(group) => crate::meta::departure::counted(&group, req.from),
@@ -219,7 +228,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let req = request.into_inner();
+        let req = self.authenticated(request)?;
         let group = self.group(&req)?;
         let result: Result<u64, String> = match group.raft.get_read_log_id().await {
             Ok((read_log_id, _)) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
