@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 use anyhow::Context as _;
 
 use crate::net::Net;
+use crate::tls::RunPki;
 
 pub struct Node {
     pub id: u64,
@@ -68,6 +69,8 @@ pub struct Cluster {
     raftqd: PathBuf,
     initial: String,
     extra_args: Vec<String>,
+    /// `None`: plaintext nodes.
+    pki: Option<RunPki>,
     highest_id: u64,
     pub roster: Roster,
 }
@@ -84,6 +87,7 @@ impl Cluster {
         dir: &Path,
         raftqd: PathBuf,
         extra_args: Vec<String>,
+        pki: Option<RunPki>,
     ) -> Self {
         let (slots, namespaces): (Vec<String>, Vec<Option<String>>) = (1..=n + spare)
             .map(|i| match net {
@@ -103,6 +107,7 @@ impl Cluster {
             raftqd,
             initial,
             extra_args,
+            pki,
             highest_id: 0,
             roster: Roster::default(),
         };
@@ -198,7 +203,10 @@ impl Cluster {
     pub fn start(&mut self, id: u64) -> anyhow::Result<()> {
         let raftqd = self.raftqd.clone();
         let initial = self.initial.clone();
-        let extra = self.extra_args.clone();
+        let mut extra = self.extra_args.clone();
+        if let Some(pki) = &self.pki {
+            extra.extend(pki.node_args(id, &self.node(id)?.addr)?);
+        }
         let node = self.node_mut(id)?;
         if node.child.is_some() {
             return Ok(());

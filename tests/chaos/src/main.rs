@@ -9,6 +9,7 @@ mod nemesis;
 mod net;
 mod report;
 mod stream_workload;
+mod tls;
 mod workload;
 
 use std::io::Write as _;
@@ -65,6 +66,10 @@ struct Args {
     /// leaders. Nodes run with --heal-after-secs 30.
     #[arg(long)]
     membership: bool,
+    /// Nodes serve plaintext (with --insecure) instead of TLS with a CA made
+    /// for the run.
+    #[arg(long)]
+    plaintext: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -84,10 +89,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 async fn create_queues(addrs: &[String], queues: &[String], kind: QueueKind) -> anyhow::Result<()> {
     let client = Client::lazy(
         addrs.to_vec(),
-        ClientOptions {
+        tls::client_options(ClientOptions {
             retry_deadline: Duration::from_secs(60),
             ..Default::default()
-        },
+        }),
     )?;
     for q in queues {
         let options = QueueOptions {
@@ -162,10 +167,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
     };
     let base_port = 20000 + (std::process::id() % 20000) as u16;
-    let node_args: Vec<String> = if args.membership {
+    let mut node_args: Vec<String> = if args.membership {
         vec!["--heal-after-secs".into(), "30".into()]
     } else {
         Vec::new()
+    };
+    let pki = if args.plaintext {
+        node_args.push("--insecure".into());
+        None
+    } else {
+        Some(tls::RunPki::create(&tmp.path().join("certs"))?)
     };
     let mut cluster = cluster::Cluster::new(
         args.nodes,
@@ -175,6 +186,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         tmp.path(),
         args.raftqd.clone(),
         node_args,
+        pki,
     );
     cluster.start_all()?;
     let addrs = cluster.slot_addrs();
@@ -188,7 +200,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let started = Instant::now();
     let (rec, mut rx) = workload::Recorder::new(started);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let client = Client::lazy(addrs.clone(), ClientOptions::default())?;
+    let client = Client::lazy(addrs.clone(), tls::client_options(ClientOptions::default()))?;
     let drain_idle = Duration::from_secs(5);
     let hard_stop = started + args.duration + Duration::from_secs(180);
     let mut tasks = Vec::new();
@@ -318,7 +330,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         "offset_conflicts": report.offset_conflicts, "replica_divergence": report.replica_divergence,
         "streams": streams.len(), "stream_reads": report.stream_reads,
         "failover_median_ms": report.failover_median_ms, "failover_max_ms": report.failover_max_ms,
-        "partitions_enabled": net.is_some(),
+        "partitions_enabled": net.is_some(), "tls": !args.plaintext,
     });
     std::fs::write(
         out.join("report.json"),

@@ -18,12 +18,12 @@ const SETTLE: Duration = Duration::from_secs(120);
 pub fn admin_client(cluster: &Cluster) -> anyhow::Result<Client> {
     Ok(Client::lazy(
         cluster.slot_addrs(),
-        ClientOptions {
+        crate::tls::client_options(ClientOptions {
             // remove-node waits for the replicas to move off the node.
             request_timeout: Duration::from_secs(150),
             retry_deadline: Duration::from_secs(180),
             ..Default::default()
-        },
+        }),
     )?)
 }
 

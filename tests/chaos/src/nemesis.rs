@@ -90,11 +90,11 @@ pub fn choose(rng: &mut StdRng, partitions: bool, membership: bool) -> Fault {
 async fn leader_of(addrs: &[String], queue: &str) -> Option<u64> {
     let client = Client::lazy(
         addrs.to_vec(),
-        ClientOptions {
+        crate::tls::client_options(ClientOptions {
             request_timeout: Duration::from_millis(500),
             retry_deadline: Duration::from_secs(3),
             ..Default::default()
-        },
+        }),
     )
     .ok()?;
     let info = client.get_queue(queue).await.ok()?;

@@ -271,11 +271,11 @@ pub fn slot_clients(slots: &[String], timeout: Duration) -> Vec<(String, Client)
 /// One client per node, each reaching that node only (a node's own view of
 /// leaders, and follower reads, are answered by the node asked).
 pub fn node_clients(addrs: &[(u64, String)], timeout: Duration) -> Vec<(u64, Client)> {
-    let options = ClientOptions {
+    let options = crate::tls::client_options(ClientOptions {
         request_timeout: timeout,
         retry_deadline: timeout,
         ..Default::default()
-    };
+    });
     addrs
         .iter()
         .filter_map(|(id, a)| {
