@@ -60,6 +60,15 @@ impl Roster {
     }
 }
 
+/// How every node of the run is started.
+pub struct Launch {
+    pub raftqd: PathBuf,
+    /// Flags given to every node.
+    pub extra_args: Vec<String>,
+    /// `None`: plaintext nodes.
+    pub pki: Option<RunPki>,
+}
+
 pub struct Cluster {
     pub nodes: Vec<Node>,
     /// Address of every slot, members or free.
@@ -85,10 +94,13 @@ impl Cluster {
         net: Option<&Net>,
         base_port: u16,
         dir: &Path,
-        raftqd: PathBuf,
-        extra_args: Vec<String>,
-        pki: Option<RunPki>,
+        launch: Launch,
     ) -> Self {
+        let Launch {
+            raftqd,
+            extra_args,
+            pki,
+        } = launch;
         let (slots, namespaces): (Vec<String>, Vec<Option<String>>) = (1..=n + spare)
             .map(|i| match net {
                 Some(net) => (format!("{}:7000", net.addr(i)), Some(net.node_ns(i))),

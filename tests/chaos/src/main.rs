@@ -184,9 +184,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         net.as_ref(),
         base_port,
         tmp.path(),
-        args.raftqd.clone(),
-        node_args,
-        pki,
+        cluster::Launch {
+            raftqd: args.raftqd.clone(),
+            extra_args: node_args,
+            pki,
+        },
     );
     cluster.start_all()?;
     let addrs = cluster.slot_addrs();
