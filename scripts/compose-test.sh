@@ -130,9 +130,11 @@ trap cleanup EXIT
 trap 'RESULT="FAIL: compose-test: interrupted"; exit 1' INT TERM
 
 # ---------------------------------------------------------------- helpers
-# raftq CLI in a throwaway client container on the compose network.
+# raftq CLI in a throwaway client container on the compose network, trusting the
+# cluster's CA (TLS is on in the compose files).
 cli() {
   timeout -k 5 90 docker run --rm -i --no-healthcheck --network "$NET" --label "raftq-compose-test=$PROJECT" \
+    -v "${PROJECT}_raftq-certs:/etc/raftq/certs:ro" -e RAFTQ_CA=/etc/raftq/certs/ca.pem \
     --entrypoint raftq "$IMAGE" --servers "$SERVERS" "$@" 2>>"$WORK/client.err"
 }
 cid() { "${COMPOSE[@]}" ps -q "raftq$1"; }

@@ -7,7 +7,8 @@
 #   2. a rootfs: raftqd + raftq (debug info stripped), the shared libraries `ldd`
 #      lists + the dynamic loader, /bin/sh (dash, for wrappers such as the k8s one),
 #      /etc/passwd + /etc/group with the `raftq` user (uid/gid 10001),
-#      /etc/nsswitch.conf, /tmp (1777) and /var/lib/raftq owned by raftq
+#      /etc/nsswitch.conf, /tmp (1777), and /var/lib/raftq and /etc/raftq/certs
+#      owned by raftq
 #   3. tar (reproducible: sorted, mtime 0, numeric owners) | docker import with
 #      --change for ENV, USER, WORKDIR, ENTRYPOINT, EXPOSE, VOLUME, LABEL and
 #      HEALTHCHECK (this engine accepts HEALTHCHECK in `docker import --change`;
@@ -59,9 +60,9 @@ SH=$(command -v dash || true)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/raftq-image.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 ROOT="$WORK/rootfs"
-mkdir -p "$ROOT"/{bin,etc,tmp,usr/local/bin,var/lib/raftq}
+mkdir -p "$ROOT"/{bin,etc/raftq/certs,tmp,usr/local/bin,var/lib/raftq}
 chmod 1777 "$ROOT/tmp"
-chmod 0750 "$ROOT/var/lib/raftq"
+chmod 0750 "$ROOT/var/lib/raftq" "$ROOT/etc/raftq/certs"
 
 # Binaries: strip debug info (the release profile keeps it) but keep symbols.
 for b in "${BINS[@]}"; do
@@ -103,7 +104,7 @@ nogroup:x:65534:
 raftq:x:$RAFTQ_GID:
 EOF
 printf 'hosts: files dns\n' >"$ROOT/etc/nsswitch.conf"
-chmod 0644 "$ROOT"/etc/*
+chmod 0644 "$ROOT"/etc/{passwd,group,nsswitch.conf}
 
 # Smoke test of the rootfs on the host: the loader finds every library.
 if command -v chroot >/dev/null 2>&1 && [[ $EUID == 0 ]]; then
@@ -116,10 +117,12 @@ fi
 # Reproducible tar: root-owned files, then the data dir owned by raftq.
 TARBALL="$WORK/rootfs.tar"
 TAR_OPTS=(--sort=name --mtime=@0 --numeric-owner --format=gnu)
-tar -C "$ROOT" "${TAR_OPTS[@]}" --owner=0 --group=0 --exclude=./var/lib/raftq -cf "$TARBALL" . \
-  || die "tar of the rootfs failed"
+# The certificate dir is raftq's too: a volume mounted there starts owned by
+# raftq, so `raftq cert` run as raftq can write into it (compose's certs service).
+tar -C "$ROOT" "${TAR_OPTS[@]}" --owner=0 --group=0 --exclude=./var/lib/raftq \
+  --exclude=./etc/raftq/certs -cf "$TARBALL" . || die "tar of the rootfs failed"
 tar -C "$ROOT" "${TAR_OPTS[@]}" --owner="$RAFTQ_UID" --group="$RAFTQ_GID" --no-recursion \
-  -rf "$TARBALL" ./var/lib/raftq || die "tar of the data dir failed"
+  -rf "$TARBALL" ./var/lib/raftq ./etc/raftq/certs || die "tar of the data dir failed"
 
 # Keep in step with deploy/Dockerfile.
 CHANGES=(

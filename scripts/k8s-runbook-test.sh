@@ -3,8 +3,9 @@
 # no Kubernetes cluster is at hand, so each pod of deploy/k8s/statefulset.yaml is a
 # container that runs the manifest's own wrapper script and environment (read from
 # the YAML, $(POD_NAMESPACE) expanded as the kubelet does), with the pod's stable
-# DNS name as a network alias, a named volume as its PVC, a directory as the
-# optional raftq-node-ids ConfigMap, a read-only root and uid 10001.
+# DNS name as a network alias, a named volume as its PVC, directories as the
+# optional raftq-node-ids ConfigMap and the raftq-tls Secret (TLS is on), a
+# read-only root and uid 10001.
 #
 #   1. pods raftq-0..2 bootstrap a cluster; a queue gets 300 messages
 #   2. raftq-1's volume "dies": the pod restarts on an empty volume under id 2 and
@@ -41,7 +42,7 @@ NS=raftq
 NET="$P-net"
 QUEUE=k8s
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/raftq-k8s-test.XXXXXX")
-mkdir -p "$WORK/node-ids"
+mkdir -p "$WORK/node-ids" "$WORK/ca" "$WORK/tls"
 chmod 755 "$WORK" "$WORK/node-ids"
 name() { echo "raftq-$1.raftq-headless.$NS.svc:7001"; }
 SERVERS="$(name 0),$(name 1),$(name 2)"
@@ -91,8 +92,24 @@ with open(f"{work}/pod.env", "w") as env:
             env.write(f"{e['name']}={e['value'].replace('$(POD_NAMESPACE)', ns)}\n")
 mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
 assert mounts.get("node-ids") == "/etc/raftq/node-ids", mounts
+assert mounts.get("tls") == "/etc/raftq/tls", mounts
 assert pod["securityContext"]["runAsUser"] == 10001
 PY
+
+# The raftq-tls Secret, made as deploy/k8s/README.md says: the CA (and its key)
+# stay in ca/; the Secret holds ca.pem and the nodes' certificates and keys,
+# readable by the pods' fsGroup 10001.
+RAFTQ_CLI="${CARGO_TARGET_DIR:-target}/release/raftq"
+[[ -x "$RAFTQ_CLI" ]] || fail "$RAFTQ_CLI missing (scripts/image.sh builds it)"
+"$RAFTQ_CLI" cert create-ca --dir "$WORK/ca" >/dev/null
+node_cert() {
+  local id=$1 pod=$2
+  "$RAFTQ_CLI" cert create-node --dir "$WORK/ca" --id "$id" \
+    --host "raftq-$pod.raftq-headless.$NS.svc" --host "raftq-$pod.raftq-headless" >/dev/null
+  cp "$WORK/ca/ca.pem" "$WORK/ca/node-$id.pem" "$WORK/ca/node-$id-key.pem" "$WORK/tls/"
+  chown -R 10001:10001 "$WORK/tls" && chmod 0440 "$WORK/tls"/* && chmod 0550 "$WORK/tls"
+}
+for n in 0 1 2; do node_cert $((n + 1)) "$n"; done
 
 docker network create "$NET" >/dev/null
 start_pod() {
@@ -102,6 +119,7 @@ start_pod() {
     --network "$NET" --network-alias "raftq-$n.raftq-headless.$NS.svc" \
     --env-file "$WORK/pod.env" -e POD_NAME="raftq-$n" -e POD_NAMESPACE="$NS" \
     -v "$P-data-raftq-$n:/var/lib/raftq" -v "$WORK/node-ids:/etc/raftq/node-ids:ro" \
+    -v "$WORK/tls:/etc/raftq/tls:ro" \
     --read-only --tmpfs /tmp --user 10001:10001 --no-healthcheck \
     --entrypoint /bin/sh "$IMAGE" -c "$(cat "$WORK/wrapper.sh")" >/dev/null
 }
@@ -111,6 +129,7 @@ on_pod() {
 }
 cli() {
   timeout -k 5 120 docker run --rm -i --label "raftq-k8s-test=$P" --network "$NET" \
+    -v "$WORK/tls:/etc/raftq/tls:ro" -e RAFTQ_CA=/etc/raftq/tls/ca.pem \
     --entrypoint raftq "$IMAGE" --servers "$SERVERS" "$@"
 }
 # Waits (up to $1 s) until the cluster status JSON seen by pod 0 satisfies the
@@ -153,6 +172,7 @@ log "raftq-1 on an empty volume under id 2: refused (exit $code): ${refusal:0:16
 # ---------------------------------------------------------------- 3. the runbook
 on_pod 0 --timeout 150s cluster remove-node 2 >/dev/null || fail "raftq cluster remove-node 2 failed"
 printf 101 >"$WORK/node-ids/raftq-1"    # kubectl create configmap raftq-node-ids --from-literal=raftq-1=101
+node_cert 101 1                         # node 101's certificate into the raftq-tls Secret
 chmod 644 "$WORK/node-ids/raftq-1"
 docker rm -f "$P-raftq-1" >/dev/null
 docker volume rm "$P-data-raftq-1" >/dev/null   # kubectl delete pvc data-raftq-1
