@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CI check of the Python example client (examples/python): against a real
-# 3-node cluster of the debug raftqd, producer.py publishes COUNT messages
+# 3-node cluster of the debug raftqd serving TLS (the example presents a client
+# certificate), producer.py publishes COUNT messages
 # idempotently and consumer.py consumes and acks them all (with some simulated
 # processing failures, i.e. nacks with requeue, on the way).
 #
@@ -17,6 +18,7 @@ ROOT=$PWD
 COUNT="${RAFTQ_PY_COUNT:-500}"
 VENV="${RAFTQ_PY_VENV:-$ROOT/target/python-venv}"
 RAFTQD="${RAFTQD_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/raftqd}"
+RAFTQ_CLI="$(dirname "$RAFTQD")/raftq"
 QUEUE="py-example"
 started=$SECONDS
 export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
@@ -84,11 +86,24 @@ mkdir -p "$RAFTQ_PY_STUBS"
   raftq/v1/queue.proto raftq/v1/admin.proto || fail "protoc failed"
 
 # --- cluster ------------------------------------------------------------------
-if [[ ! -x "$RAFTQD" ]]; then
-  echo "building $RAFTQD (cargo build --bins)" >&2
+if [[ ! -x "$RAFTQD" || ! -x "$RAFTQ_CLI" ]]; then
+  echo "building $RAFTQD and raftq (cargo build --bins)" >&2
   timeout 1800 cargo build --bins -q || fail "cargo build --bins failed"
   [[ -x "$RAFTQD" ]] || fail "$RAFTQD missing after cargo build --bins"
 fi
+
+# TLS with a client certificate, as a secure cluster runs (README "Security"):
+# the examples take them from RAFTQ_CA / RAFTQ_CERT / RAFTQ_KEY.
+CERTS="$TMP/certs"
+"$RAFTQ_CLI" cert create-ca --dir "$CERTS" >/dev/null || fail "raftq cert create-ca failed"
+for i in 1 2 3; do
+  "$RAFTQ_CLI" cert create-node --dir "$CERTS" --id "$i" --host 127.0.0.1 >/dev/null ||
+    fail "raftq cert create-node failed"
+done
+"$RAFTQ_CLI" cert create-client --dir "$CERTS" --user py-example >/dev/null ||
+  fail "raftq cert create-client failed"
+export RAFTQ_CA="$CERTS/ca.pem" RAFTQ_CERT="$CERTS/client-py-example.pem" \
+  RAFTQ_KEY="$CERTS/client-py-example-key.pem"
 
 # Three free ports: bound together to port 0 so they differ, then released.
 read -r -a PORTS < <("$PY" -c '
@@ -107,7 +122,8 @@ done
 cluster_started=$SECONDS
 for i in 1 2 3; do
   "$RAFTQD" --id "$i" --data-dir "$TMP/node$i" --listen "127.0.0.1:${PORTS[i - 1]}" \
-    --initial-cluster "$INITIAL" >"$TMP/node$i.log" 2>&1 </dev/null &
+    --initial-cluster "$INITIAL" --tls-cert "$CERTS/node-$i.pem" --tls-key "$CERTS/node-$i-key.pem" \
+    --tls-ca "$CERTS/ca.pem" >"$TMP/node$i.log" 2>&1 </dev/null &
   PIDS+=($!)
 done
 
@@ -117,6 +133,13 @@ timeout 70 "$PY" - "$SERVERS" "${PIDS[@]}" <<'EOF' || rc=$?
 import os, sys, time, grpc
 sys.path.insert(0, os.environ["RAFTQ_PY_STUBS"])
 from raftq.v1 import admin_pb2, admin_pb2_grpc
+
+def chan(target):
+    def read(var):
+        with open(os.environ[var], "rb") as f:
+            return f.read()
+    creds = grpc.ssl_channel_credentials(read("RAFTQ_CA"), read("RAFTQ_KEY"), read("RAFTQ_CERT"))
+    return grpc.secure_channel(target, creds)
 
 def running(pid):  # an exited child stays a zombie until reaped
     try:
@@ -130,7 +153,7 @@ while time.monotonic() < deadline:
     if not all(running(pid) for pid in sys.argv[2:]):
         sys.exit(2)
     for addr in sys.argv[1].split(","):
-        with grpc.insecure_channel(addr) as ch:
+        with chan(addr) as ch:
             try:
                 st = admin_pb2_grpc.AdminServiceStub(ch).ClusterStatus(
                     admin_pb2.ClusterStatusRequest(), timeout=1)
@@ -167,10 +190,17 @@ requeued=$(field "$consumed" requeued)
 # What grpcurl does without proto files: list the services over server
 # reflection and resolve a method's request type from it.
 reflected=$(timeout 30 "$PY" - "${SERVERS%%,*}" <<'EOF' || echo "reflection failed"
-import sys, grpc
+import os, sys, grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from google.protobuf.descriptor_pool import DescriptorPool
-with grpc.insecure_channel(sys.argv[1]) as ch:
+
+def chan(target):
+    def read(var):
+        with open(os.environ[var], "rb") as f:
+            return f.read()
+    creds = grpc.ssl_channel_credentials(read("RAFTQ_CA"), read("RAFTQ_KEY"), read("RAFTQ_CERT"))
+    return grpc.secure_channel(target, creds)
+with chan(sys.argv[1]) as ch:
     db = ProtoReflectionDescriptorDatabase(ch)
     services = set(db.get_services())
     pool = DescriptorPool(db)
@@ -187,8 +217,15 @@ depth=$(timeout 30 "$PY" - "$SERVERS" "$QUEUE" <<'EOF' || echo -1
 import os, sys, grpc
 sys.path.insert(0, os.environ["RAFTQ_PY_STUBS"])
 from raftq.v1 import admin_pb2, admin_pb2_grpc
+
+def chan(target):
+    def read(var):
+        with open(os.environ[var], "rb") as f:
+            return f.read()
+    creds = grpc.ssl_channel_credentials(read("RAFTQ_CA"), read("RAFTQ_KEY"), read("RAFTQ_CERT"))
+    return grpc.secure_channel(target, creds)
 for addr in sys.argv[1].split(","):
-    with grpc.insecure_channel(addr) as ch:
+    with chan(addr) as ch:
         try:
             q = admin_pb2_grpc.AdminServiceStub(ch).GetQueue(
                 admin_pb2.GetQueueRequest(name=sys.argv[2]), timeout=5)

@@ -55,8 +55,41 @@ def add_common_args(parser):
     parser.add_argument("--servers", default=os.environ.get("RAFTQ_SERVERS", "127.0.0.1:7001"),
                         help="comma-separated host:port list; any node serves any request "
                              "(env RAFTQ_SERVERS, default 127.0.0.1:7001)")
+    parser.add_argument("--ca", default=os.environ.get("RAFTQ_CA"),
+                        help="CA certificate (PEM) of a cluster that serves TLS (env RAFTQ_CA)")
+    parser.add_argument("--cert", default=os.environ.get("RAFTQ_CERT"),
+                        help="client certificate (PEM) for mutual TLS (env RAFTQ_CERT)")
+    parser.add_argument("--key", default=os.environ.get("RAFTQ_KEY"),
+                        help="the client certificate's key (PEM) (env RAFTQ_KEY)")
     parser.add_argument("--queue", required=True, help="queue name")
     parser.add_argument("--count", type=int, default=100, help="number of messages")
+
+
+def credentials(ca=None, cert=None, key=None):
+    """TLS credentials from PEM files, or None for plaintext (a local cluster on
+    127.0.0.1). Nodes beyond loopback serve TLS only."""
+    if not ca:
+        if cert or key:
+            raise SystemExit("--cert and --key need --ca")
+        return None
+    if bool(cert) != bool(key):
+        raise SystemExit("a client certificate needs its key, and a key its certificate")
+
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(ca),
+        private_key=read(key) if key else None,
+        certificate_chain=read(cert) if cert else None,
+    )
+
+
+def open_channel(addr, creds=None, options=()):
+    if creds is None:
+        return grpc.insecure_channel(addr, options=list(options))
+    return grpc.secure_channel(addr, creds, options=list(options))
 
 
 class Servers:
@@ -64,12 +97,13 @@ class Servers:
     moves on to the next node: every node serves every request (followers forward
     to the queue's leader), so any one that is up will do."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, creds=None):
         self.addrs = [s.strip() for s in spec.split(",") if s.strip()]
         if not self.addrs:
             raise SystemExit("no servers given (--servers / RAFTQ_SERVERS)")
         self.index = random.randrange(len(self.addrs))  # spread clients over nodes
         self.channels = {}
+        self.creds = creds
 
     @property
     def current(self):
@@ -80,7 +114,7 @@ class Servers:
         if addr not in self.channels:
             # Reconnect to a restarted node within seconds (gRPC's default
             # reconnect backoff grows to two minutes).
-            self.channels[addr] = grpc.insecure_channel(addr, options=[
+            self.channels[addr] = open_channel(addr, self.creds, options=[
                 ("grpc.initial_reconnect_backoff_ms", 200),
                 ("grpc.max_reconnect_backoff_ms", 2000),
             ])

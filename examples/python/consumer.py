@@ -31,7 +31,8 @@ import time
 
 import grpc
 
-from common import RETRYABLE, Backoff, Servers, add_common_args, describe, load_stubs, log
+from common import (RETRYABLE, Backoff, Servers, add_common_args, credentials, describe,
+                    load_stubs, log)
 
 queue_pb2, queue_pb2_grpc, admin_pb2, admin_pb2_grpc = load_stubs()
 
@@ -95,7 +96,7 @@ class Session:
 class Consumer:
     def __init__(self, args):
         self.args = args
-        self.servers = Servers(args.servers)
+        self.servers = Servers(args.servers, credentials(args.ca, args.cert, args.key))
         self.tags = itertools.count(1)
         self.received = set()  # distinct offsets processed successfully
         self.acked = set()     # offsets whose ack the server confirmed

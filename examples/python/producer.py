@@ -24,7 +24,8 @@ import uuid
 
 import grpc
 
-from common import RETRYABLE, Backoff, Servers, add_common_args, describe, load_stubs, log
+from common import (RETRYABLE, Backoff, Servers, add_common_args, credentials, describe,
+                    load_stubs, log)
 
 queue_pb2, queue_pb2_grpc, admin_pb2, admin_pb2_grpc = load_stubs()
 
@@ -126,7 +127,7 @@ def main():
                         help="create the queue (defaults) if it does not exist")
     args = parser.parse_args()
 
-    servers = Servers(args.servers)
+    servers = Servers(args.servers, credentials(args.ca, args.cert, args.key))
     producer = Producer(servers, args.queue, args.timeout, args.deadline, args.create)
     confirmed = failed = 0
     started = time.monotonic()
