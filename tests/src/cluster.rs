@@ -33,6 +33,7 @@ pub struct ClusterBuilder {
     proxied: bool,
     data_dirs: Vec<(u64, PathBuf)>,
     tls: bool,
+    token: Option<String>,
 }
 
 impl ClusterBuilder {
@@ -50,6 +51,13 @@ impl ClusterBuilder {
     /// ([`Cluster::pki`]); clients then need [`Cluster::client_options`].
     pub fn tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    /// The bearer token the harness's own clients send (an admin's, for a
+    /// cluster started with `--auth-file`).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
         self
     }
 
@@ -120,6 +128,7 @@ impl ClusterBuilder {
             .then(|| TestPki::create(&root.path().join("certs"), "raftq test CA"));
         let mut cluster = Cluster {
             pki,
+            token: self.token,
             nodes,
             bin: raftqd_bin(),
             initial_cluster,
@@ -141,6 +150,8 @@ impl ClusterBuilder {
 pub struct Cluster {
     /// The test CA, when the nodes serve TLS.
     pub pki: Option<TestPki>,
+    /// What the harness's clients authenticate with, if anything.
+    pub token: Option<String>,
     pub nodes: Vec<NodeProc>,
     bin: PathBuf,
     initial_cluster: String,
@@ -159,6 +170,7 @@ impl Cluster {
             proxied: false,
             data_dirs: Vec::new(),
             tls: false,
+            token: None,
         }
     }
 
@@ -340,12 +352,13 @@ impl Cluster {
         ClientOptions {
             retry_deadline: Duration::from_secs(60),
             tls: self.pki.as_ref().map(|p| p.client_tls(None)),
+            token: self.token.clone(),
             ..Default::default()
         }
     }
 
     async fn status_of(&self, id: u64) -> Result<ClusterStatusResponse, String> {
-        if self.pki.is_none() {
+        if self.pki.is_none() && self.token.is_none() {
             return client::cluster_status(&self.addr(id))
                 .await
                 .map_err(|e| e.to_string());

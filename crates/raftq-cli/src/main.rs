@@ -28,6 +28,9 @@ enum Command {
     /// to no cluster).
     #[command(subcommand)]
     Cert(cmd::cert::CertCommand),
+    /// Make bearer tokens for the auth file (connects to no cluster).
+    #[command(subcommand)]
+    Auth(cmd::auth::AuthCommand),
 }
 
 /// The commands that talk to a cluster.
@@ -54,6 +57,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         // Certificates come before the cluster they secure, which may not
         // run yet (or not without them).
         Command::Cert(c) => return cmd::cert::run(&c, json),
+        Command::Auth(c) => return cmd::auth::run(&c, json),
         Command::Remote(c) => c,
     };
     let client = cli.global.connect().await?;

@@ -79,6 +79,14 @@ pub enum Error {
     /// been sent, before an answer came.
     #[error("transport error: {0}")]
     Transport(String),
+    /// No credentials, or ones the cluster does not know (a token or a client
+    /// certificate of a user not in its auth file). Nothing was done.
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
+    /// A known user without the right for this (write, read, configure on the
+    /// queue, or admin). Nothing was done.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// Any other server failure (INTERNAL, UNIMPLEMENTED, ...).
     #[error("server error: {0}")]
     Server(String),
@@ -164,6 +172,8 @@ impl Error {
             Code::AlreadyExists => Error::AlreadyExists(m),
             Code::InvalidArgument | Code::OutOfRange => Error::InvalidArgument(m),
             Code::FailedPrecondition => Error::FailedPrecondition(m),
+            Code::Unauthenticated => Error::Unauthenticated(m),
+            Code::PermissionDenied => Error::PermissionDenied(m),
             Code::ResourceExhausted => match metadata::alarm(s.metadata()) {
                 Some((resource, node)) => Error::Alarm {
                     message: m,

@@ -33,6 +33,10 @@ pub struct GlobalArgs {
     /// The client certificate's private key (PEM).
     #[arg(long, global = true, env = "RAFTQ_KEY", requires = "cert")]
     pub key: Option<PathBuf>,
+    /// Bearer token of a cluster that authenticates users by token
+    /// (`raftq auth new-token`). Prefer the environment: a flag shows in `ps`.
+    #[arg(long, global = true, env = "RAFTQ_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 impl GlobalArgs {
@@ -50,6 +54,7 @@ impl GlobalArgs {
             // One attempt never outlasts the whole budget.
             request_timeout: ClientOptions::default().request_timeout.min(self.timeout),
             tls,
+            token: self.token.clone(),
             ..Default::default()
         })
     }

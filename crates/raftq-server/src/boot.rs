@@ -9,6 +9,7 @@ use std::sync::Arc;
 use openraft::BasicNode;
 use raftq_store::{Identity, NodeStore};
 
+use crate::auth::guard::Guard;
 use crate::config::Config;
 use crate::meta::catalog::Catalog;
 use crate::meta::identity::{refusal, Starting};
@@ -24,9 +25,16 @@ pub async fn start_node(config: Config) -> Result<Arc<Node>, StartError> {
         Some(files) => Some(Reloading::load(files.clone(), config.id)?),
         None => None,
     };
+    let auth = match &config.auth_file {
+        Some(path) => Some(Guard::load(path).map_err(StartError::Refused)?),
+        None => None,
+    };
     let identity = settle_identity(&config, &store, tls.clone()).await?;
-    let (node, snapshot_requests) = Node::new(config, store, identity, tls.clone())?;
+    let (node, snapshot_requests) = Node::new(config, store, identity, tls.clone(), auth.clone())?;
     let node = Arc::new(node);
+    if let Some(auth) = auth {
+        tokio::spawn(crate::auth::guard::watch(auth));
+    }
     if let Some(tls) = tls {
         tokio::spawn(crate::tls::reload::watch(tls));
     }

@@ -144,6 +144,11 @@ pub struct Settings {
     /// change everything.
     #[arg(long, env = "RAFTQ_INSECURE", default_value_t = false)]
     pub insecure: bool,
+    /// Users, their tokens (hashed) and rights per queue pattern (TOML; see
+    /// README "Security"). Without it, any client that reaches the node may
+    /// do everything. Needs TLS. Reloaded when it changes.
+    #[arg(long, env = "RAFTQ_AUTH_FILE")]
+    pub auth_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -177,6 +182,7 @@ impl Default for Settings {
             tls_key: None,
             tls_ca: None,
             insecure: false,
+            auth_file: None,
         }
     }
 }
@@ -346,6 +352,8 @@ pub struct Config {
     pub rebalance_on_return: bool,
     /// `None`: plaintext (loopback, or with --insecure).
     pub tls: Option<crate::tls::TlsFiles>,
+    /// `None`: no authentication.
+    pub auth_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -486,7 +494,16 @@ impl Config {
                 .then(|| std::time::Duration::from_secs(s.heal_after_secs)),
             rebalance_on_return: s.rebalance_on_return,
             tls: tls_files(s.tls_cert, s.tls_key, s.tls_ca)?,
+            auth_file: s.auth_file,
         };
+        if config.auth_file.is_some() && config.tls.is_none() {
+            return Err(ConfigError::Invalid(
+                "--auth-file needs TLS (--tls-cert, --tls-key, --tls-ca): nodes vouch for the \
+                 requests they forward with their certificates, and tokens must not cross the \
+                 network in clear"
+                    .into(),
+            ));
+        }
         if config.tls.is_none() && !s.insecure && !listens_on_loopback(&config.listen) {
             return Err(ConfigError::Invalid(format!(
                 "refusing to serve plaintext on {}: give --tls-cert, --tls-key and --tls-ca \
@@ -644,6 +661,8 @@ mod tests {
         ])
         .expect("TLS on 0.0.0.0");
         assert!(tls.tls.is_some());
+        let auth = config_with(&["--auth-file", "users.toml"]).expect_err("auth without TLS");
+        assert!(auth.to_string().contains("--auth-file needs TLS"), "{auth}");
     }
 
     #[test]

@@ -74,6 +74,12 @@ pub enum ApiError {
         leader: Option<(NodeId, String)>,
         applied: Applied,
     },
+    /// No credentials, or ones no user of the auth file has.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A known user without the right for what was asked.
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -126,6 +132,8 @@ impl ApiError {
                 None => ApiError::ResourceExhausted(m),
             },
             Code::Internal => ApiError::Internal(m),
+            Code::Unauthenticated => ApiError::Unauthenticated(m),
+            Code::PermissionDenied => ApiError::PermissionDenied(m),
             code => {
                 let meta = status.metadata();
                 let answered = meta.get(RETRY_KEY).and_then(|v| v.to_str().ok());
@@ -164,6 +172,8 @@ impl From<ApiError> for Status {
             ApiError::AlreadyExists(m) => Status::new(Code::AlreadyExists, m),
             ApiError::FailedPrecondition(m) => Status::new(Code::FailedPrecondition, m),
             ApiError::ResourceExhausted(m) => Status::new(Code::ResourceExhausted, m),
+            ApiError::Unauthenticated(m) => Status::new(Code::Unauthenticated, m),
+            ApiError::PermissionDenied(m) => Status::new(Code::PermissionDenied, m),
             ApiError::Alarm {
                 message,
                 resource,

@@ -18,7 +18,8 @@
 //! - [`raft`]: openraft wiring: type configuration, the state machine, its
 //!   snapshots, and the gRPC transport between peers.
 //! - [`tls`]: certificates for clients and peers, reloaded when they change,
-//!   and the check that a peer speaks for the node it claims to be.
+//!   and the check that a peer speaks for the node it claims to be; [`auth`]:
+//!   users, tokens, per-queue rights and the audit log.
 //! - [`alarms`] (memory and disk), [`metrics`], [`config`], [`error`] (the
 //!   one mapping of errors to gRPC status codes and typed metadata), [`ids`].
 //!
@@ -34,6 +35,7 @@
 
 pub mod alarms;
 pub mod api;
+pub mod auth;
 pub mod boot;
 pub mod config;
 pub mod error;

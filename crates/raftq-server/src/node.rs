@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::alarms::Alarms;
 use crate::api::publish_key::KeySource;
+use crate::auth::guard::Guard;
 use crate::config::Config;
 use crate::failover::handle::Failover;
 use crate::failover::supervisor::Settings;
@@ -104,6 +105,8 @@ pub struct Node {
     groups: RwLock<HashMap<GroupId, Arc<Group>>>,
     /// `None`: plaintext.
     tls: Option<Arc<Reloading>>,
+    /// `None`: no authentication.
+    auth: Option<Arc<Guard>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +144,7 @@ impl Node {
         store: NodeStore,
         identity: Identity,
         tls: Option<Arc<Reloading>>,
+        auth: Option<Arc<Guard>>,
     ) -> Result<(Self, mpsc::UnboundedReceiver<GroupId>), StartError> {
         let raft_config = Arc::new(config.raft_config()?);
         let (to_node, requests) = mpsc::unbounded_channel();
@@ -165,6 +169,7 @@ impl Node {
             },
             groups: RwLock::new(HashMap::new()),
             tls,
+            auth,
             config,
         };
         Ok((node, requests))
@@ -176,6 +181,11 @@ impl Node {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Users and rights, when an auth file is configured.
+    pub fn auth(&self) -> Option<&Arc<Guard>> {
+        self.auth.as_ref()
     }
 
     /// The node's TLS material, when TLS is on.

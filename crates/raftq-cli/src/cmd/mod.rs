@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod auth;
 pub mod cert;
 pub mod cluster;
 pub mod consume;

@@ -8,7 +8,11 @@ use raftq_proto::v1::admin_service_client::AdminServiceClient;
 use raftq_proto::v1::queue_service_client::QueueServiceClient;
 use tonic::transport::Channel;
 
+use super::credentials::Credentials;
 use super::{ClientOptions, Inner};
+
+/// A channel that adds the client's credentials to every request.
+pub(crate) type Authed = tonic::service::interceptor::InterceptedService<Channel, Credentials>;
 use crate::connection::{normalize_address, ChannelSettings, Directory, Pool};
 use crate::{Client, Error};
 
@@ -80,6 +84,7 @@ impl Client {
             connect_timeout: options.connect_timeout,
             tls: options.tls.clone(),
         };
+        let credentials = Credentials::new(options.token.as_deref())?;
         let pool = Pool::new(list, settings);
         for addr in pool.seeds() {
             pool.channel(addr)?;
@@ -87,6 +92,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 pool,
+                credentials,
                 directory: Directory::default(),
                 options,
                 publish_key_source: rand::random(),
@@ -95,13 +101,19 @@ impl Client {
         })
     }
 
-    pub(crate) fn admin_at(&self, addr: &str) -> Result<AdminServiceClient<Channel>, Error> {
-        Ok(AdminServiceClient::new(self.inner.pool.channel(addr)?))
+    pub(crate) fn admin_at(&self, addr: &str) -> Result<AdminServiceClient<Authed>, Error> {
+        Ok(AdminServiceClient::with_interceptor(
+            self.inner.pool.channel(addr)?,
+            self.inner.credentials.clone(),
+        ))
     }
 
-    pub(crate) fn queue_at(&self, addr: &str) -> Result<QueueServiceClient<Channel>, Error> {
-        Ok(QueueServiceClient::new(self.inner.pool.channel(addr)?)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    pub(crate) fn queue_at(&self, addr: &str) -> Result<QueueServiceClient<Authed>, Error> {
+        Ok(QueueServiceClient::with_interceptor(
+            self.inner.pool.channel(addr)?,
+            self.inner.credentials.clone(),
+        )
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
 }

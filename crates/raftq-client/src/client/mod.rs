@@ -6,6 +6,7 @@
 
 mod attempt;
 mod connect;
+mod credentials;
 mod not_found;
 mod publish;
 mod read;
@@ -47,6 +48,8 @@ pub struct ClientOptions {
     pub backoff_max: Duration,
     /// `Some`: the nodes serve TLS (see [`tls::TlsOptions`]).
     pub tls: Option<tls::TlsOptions>,
+    /// Bearer token of a cluster that authenticates users by token.
+    pub token: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -60,12 +63,14 @@ impl Default for ClientOptions {
             // about that pace, not drift to seconds apart.
             backoff_max: Duration::from_millis(250),
             tls: None,
+            token: None,
         }
     }
 }
 
 pub(crate) struct Inner {
     pub(crate) pool: Pool,
+    pub(crate) credentials: credentials::Credentials,
     pub(crate) directory: Directory,
     pub(crate) options: ClientOptions,
     /// Names this client's `publish_batch` calls; random per client, so two

@@ -29,10 +29,13 @@ pub type ConsumeStream = Pin<Box<dyn Stream<Item = Result<ConsumeResponse, Statu
 /// How long a new leader may take to reset consumers before we refuse attaches.
 const READY_WAIT: Duration = Duration::from_secs(5);
 
+/// `allowed` says whether the caller may consume the queue the stream's
+/// first message names.
 pub async fn consume(
     node: &Arc<Node>,
     mut inbound: Streaming<ConsumeRequest>,
     hops: u32,
+    allowed: impl FnOnce(&str) -> Result<(), ApiError>,
 ) -> Result<ConsumeStream, ApiError> {
     let first = inbound
         .message()
@@ -46,6 +49,7 @@ pub async fn consume(
             "the first message of a consume stream must be a subscribe".into(),
         ));
     };
+    allowed(&sub.queue)?;
     let def = router::queue_def(node, &sub.queue).await?;
     if def.spec.kind == QueueKind::Stream {
         return Err(ApiError::FailedPrecondition(format!(

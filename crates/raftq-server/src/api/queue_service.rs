@@ -15,6 +15,10 @@ use raftq_proto::v1::{
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::{admin, commit, consume, info, membership, publish, read, stream};
+use crate::auth::audit;
+use crate::auth::guard::{authorize, Caller};
+use crate::auth::users::Right;
+use crate::error::ApiError;
 use crate::node::Node;
 use crate::router;
 
@@ -23,12 +27,66 @@ pub struct Api {
     pub node: Arc<Node>,
 }
 
+impl Api {
+    /// The caller (with an auth file), once it may exercise `right` on
+    /// `queue` (`None`: on the cluster); refused otherwise, before anything
+    /// is done.
+    fn allow<T>(
+        &self,
+        request: &Request<T>,
+        right: Right,
+        queue: Option<&str>,
+    ) -> Result<Option<Caller>, Status> {
+        let Some(caller) = self.caller(request)? else {
+            return Ok(None);
+        };
+        authorize(&caller, right, queue)?;
+        Ok(Some(caller))
+    }
+
+    /// Who sent `request`: `None` without an auth file.
+    fn caller<T>(&self, request: &Request<T>) -> Result<Option<Caller>, Status> {
+        match self.node.auth() {
+            None => Ok(None),
+            Some(guard) => Ok(Some(
+                guard.caller(request.metadata(), request.peer_certs())?,
+            )),
+        }
+    }
+
+    /// Like `allow` for an admin action, which also goes to the audit log.
+    fn allow_audited<T>(
+        &self,
+        request: &Request<T>,
+        right: Right,
+        queue: Option<&str>,
+        action: &str,
+        target: &str,
+    ) -> Result<(), Status> {
+        let caller = self.allow(request, right, queue)?;
+        audit::record(caller.as_ref(), action, target);
+        Ok(())
+    }
+
+    /// A caller may see a queue it has any right on.
+    fn allow_seeing<T>(&self, request: &Request<T>, queue: &str) -> Result<(), Status> {
+        match self.caller(request)? {
+            Some(Caller::User(user)) if !user.sees(queue) => Err(ApiError::PermissionDenied(
+                format!("user {} has no right on queue '{queue}'", user.name),
+            )
+            .into()),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl QueueService for Api {
     async fn publish(
         &self,
         request: Request<PublishRequest>,
     ) -> Result<Response<PublishResponse>, Status> {
+        self.allow(&request, Right::Write, Some(&request.get_ref().queue))?;
         let hops = router::hops(request.metadata());
         let resp = publish::publish(&self.node, request.into_inner(), hops).await?;
         Ok(Response::new(resp))
@@ -40,12 +98,19 @@ impl QueueService for Api {
         &self,
         request: Request<Streaming<ConsumeRequest>>,
     ) -> Result<Response<Self::ConsumeStream>, Status> {
+        let caller = self.caller(&request)?;
+        // The queue is named in the stream's first message.
+        let allowed = move |queue: &str| match &caller {
+            Some(c) => authorize(c, Right::Read, Some(queue)),
+            None => Ok(()),
+        };
         let hops = router::hops(request.metadata());
-        let stream = consume::consume(&self.node, request.into_inner(), hops).await?;
+        let stream = consume::consume(&self.node, request.into_inner(), hops, allowed).await?;
         Ok(Response::new(stream))
     }
 
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadResponse>, Status> {
+        self.allow(&request, Right::Read, Some(&request.get_ref().queue))?;
         let hops = router::hops(request.metadata());
         Ok(Response::new(
             read::read(&self.node, request.into_inner(), hops).await?,
@@ -58,6 +123,7 @@ impl QueueService for Api {
         &self,
         request: Request<ReadStreamRequest>,
     ) -> Result<Response<Self::ReadStreamStream>, Status> {
+        self.allow(&request, Right::Read, Some(&request.get_ref().queue))?;
         let hops = router::hops(request.metadata());
         let stream = stream::read_stream(&self.node, request.into_inner(), hops).await?;
         Ok(Response::new(stream))
@@ -67,6 +133,7 @@ impl QueueService for Api {
         &self,
         request: Request<CommitOffsetRequest>,
     ) -> Result<Response<CommitOffsetResponse>, Status> {
+        self.allow(&request, Right::Read, Some(&request.get_ref().queue))?;
         let hops = router::hops(request.metadata());
         Ok(Response::new(
             commit::commit_offset(&self.node, request.into_inner(), hops).await?,
@@ -80,6 +147,14 @@ impl AdminService for Api {
         &self,
         request: Request<CreateQueueRequest>,
     ) -> Result<Response<CreateQueueResponse>, Status> {
+        let name = request.get_ref().name.clone();
+        self.allow_audited(
+            &request,
+            Right::Configure,
+            Some(&name),
+            "create queue",
+            &name,
+        )?;
         let hops = router::hops(request.metadata());
         Ok(Response::new(
             admin::create_queue(&self.node, request.into_inner(), hops).await?,
@@ -90,6 +165,14 @@ impl AdminService for Api {
         &self,
         request: Request<DeleteQueueRequest>,
     ) -> Result<Response<DeleteQueueResponse>, Status> {
+        let name = request.get_ref().name.clone();
+        self.allow_audited(
+            &request,
+            Right::Configure,
+            Some(&name),
+            "delete queue",
+            &name,
+        )?;
         let hops = router::hops(request.metadata());
         admin::delete_queue(&self.node, request.into_inner(), hops).await?;
         Ok(Response::new(DeleteQueueResponse {}))
@@ -99,8 +182,12 @@ impl AdminService for Api {
         &self,
         request: Request<ListQueuesRequest>,
     ) -> Result<Response<ListQueuesResponse>, Status> {
+        let caller = self.caller(&request)?;
         let hops = router::hops(request.metadata());
-        let queues = admin::list_queues(&self.node, hops).await;
+        let mut queues = admin::list_queues(&self.node, hops).await;
+        if let Some(Caller::User(user)) = &caller {
+            queues.retain(|q| user.sees(&q.name));
+        }
         Ok(Response::new(ListQueuesResponse { queues }))
     }
 
@@ -108,6 +195,7 @@ impl AdminService for Api {
         &self,
         request: Request<GetQueueRequest>,
     ) -> Result<Response<QueueInfo>, Status> {
+        self.allow_seeing(&request, &request.get_ref().name)?;
         let hops = router::hops(request.metadata());
         let req = request.into_inner();
         let consistency = req
@@ -127,6 +215,8 @@ impl AdminService for Api {
         &self,
         request: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
+        // Any known caller may watch the cluster's health.
+        self.caller(&request)?;
         let hops = router::hops(request.metadata());
         Ok(Response::new(admin::cluster_status(&self.node, hops).await))
     }
@@ -135,6 +225,15 @@ impl AdminService for Api {
         &self,
         request: Request<ChangeReplicasRequest>,
     ) -> Result<Response<QueueInfo>, Status> {
+        let queue = request.get_ref().queue.clone();
+        let what = format!("{:?}", request.get_ref());
+        self.allow_audited(
+            &request,
+            Right::Configure,
+            Some(&queue),
+            "change replicas",
+            &what,
+        )?;
         let hops = router::hops(request.metadata());
         let info = membership::change_replicas(&self.node, request.into_inner(), hops).await?;
         Ok(Response::new(info))
@@ -144,6 +243,14 @@ impl AdminService for Api {
         &self,
         request: Request<TransferLeaderRequest>,
     ) -> Result<Response<QueueInfo>, Status> {
+        let queue = request.get_ref().queue.clone();
+        self.allow_audited(
+            &request,
+            Right::Configure,
+            Some(&queue),
+            "transfer leader",
+            &queue,
+        )?;
         let hops = router::hops(request.metadata());
         let info = membership::transfer_leader(&self.node, request.into_inner(), hops).await?;
         Ok(Response::new(info))
@@ -153,6 +260,7 @@ impl AdminService for Api {
         &self,
         request: Request<RebalanceRequest>,
     ) -> Result<Response<RebalanceResponse>, Status> {
+        self.allow_audited(&request, Right::Admin, None, "rebalance", "cluster")?;
         let hops = router::hops(request.metadata());
         Ok(Response::new(
             membership::rebalance(&self.node, hops).await?,
@@ -163,6 +271,8 @@ impl AdminService for Api {
         &self,
         request: Request<RemoveNodeRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
+        let node = format!("node {}", request.get_ref().node_id);
+        self.allow_audited(&request, Right::Admin, None, "remove node", &node)?;
         let hops = router::hops(request.metadata());
         let status = membership::remove_node(&self.node, request.into_inner(), hops).await?;
         Ok(Response::new(status))
