@@ -131,10 +131,12 @@ trap 'RESULT="FAIL: compose-test: interrupted"; exit 1' INT TERM
 
 # ---------------------------------------------------------------- helpers
 # raftq CLI in a throwaway client container on the compose network, trusting the
-# cluster's CA (TLS is on in the compose files).
+# cluster's CA and presenting the admin user's certificate (TLS and authentication
+# are on in the compose files).
 cli() {
   timeout -k 5 90 docker run --rm -i --no-healthcheck --network "$NET" --label "raftq-compose-test=$PROJECT" \
     -v "${PROJECT}_raftq-certs:/etc/raftq/certs:ro" -e RAFTQ_CA=/etc/raftq/certs/ca.pem \
+    -e RAFTQ_CERT=/etc/raftq/certs/client-admin.pem -e RAFTQ_KEY=/etc/raftq/certs/client-admin-key.pem \
     --entrypoint raftq "$IMAGE" --servers "$SERVERS" "$@" 2>>"$WORK/client.err"
 }
 cid() { "${COMPOSE[@]}" ps -q "raftq$1"; }
@@ -303,6 +305,13 @@ while :; do
   sleep 1
 done
 log "all 3 containers healthy (image healthcheck: raftq cluster status)"
+# Authentication is on: the CA alone (no user certificate or token) gets nothing.
+anon=$(timeout -k 5 60 docker run --rm --no-healthcheck --network "$NET" --label "raftq-compose-test=$PROJECT" \
+  -v "${PROJECT}_raftq-certs:/etc/raftq/certs:ro" -e RAFTQ_CA=/etc/raftq/certs/ca.pem \
+  --entrypoint raftq "$IMAGE" --servers "$SERVERS" --timeout 3s queue create anon 2>&1) &&
+  fail "a client without credentials created a queue: $anon"
+[[ "$anon" == *"not authenticated"* ]] || fail "a client without credentials: unexpected answer: $anon"
+log "a client without credentials is refused: ${anon:0:120}"
 
 # ---------------------------------------------------------------- 2. queue + publish
 out=$(cli --timeout 20s --json queue create "$QUEUE" --replicas 3 | last_json) || fail "queue create failed: $(tail -n 1 "$WORK/client.err")"
