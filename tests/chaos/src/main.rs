@@ -66,8 +66,8 @@ struct Args {
     /// leaders. Nodes run with --heal-after-secs 30.
     #[arg(long)]
     membership: bool,
-    /// Nodes serve plaintext (with --insecure) instead of TLS with a CA made
-    /// for the run.
+    /// Nodes serve plaintext (with --insecure) and authenticate nobody,
+    /// instead of TLS with a CA made for the run and an auth file.
     #[arg(long)]
     plaintext: bool,
 }
@@ -332,7 +332,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         "offset_conflicts": report.offset_conflicts, "replica_divergence": report.replica_divergence,
         "streams": streams.len(), "stream_reads": report.stream_reads,
         "failover_median_ms": report.failover_median_ms, "failover_max_ms": report.failover_max_ms,
-        "partitions_enabled": net.is_some(), "tls": !args.plaintext,
+        "partitions_enabled": net.is_some(), "tls": !args.plaintext, "auth": !args.plaintext,
     });
     std::fs::write(
         out.join("report.json"),

@@ -1,6 +1,8 @@
-//! The run's certificates: nodes serve TLS with certificates of a CA made for
-//! the run (naming each node and its address), and every client of the
-//! workload trusts that CA. `--plaintext` runs without (nodes get --insecure).
+//! The run's certificates and users: nodes serve TLS with certificates of a
+//! CA made for the run (naming each node and its address) and authorize
+//! against an auth file in which the workload's user `chaos` (by client
+//! certificate) is an admin; every client of the workload trusts the CA and
+//! presents that certificate. `--plaintext` runs without (nodes get --insecure).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -30,9 +32,17 @@ impl RunPki {
         std::fs::create_dir_all(dir)?;
         let ca = raftq_certs::create_ca("raftq chaos CA", 30)?;
         std::fs::write(dir.join("ca.pem"), &ca.cert_pem)?;
+        std::fs::write(
+            dir.join("users.toml"),
+            "[[user]]\nname = \"chaos\"\nadmin = true\n",
+        )?;
+        let user = raftq_certs::create_client(&ca, "chaos", 30)?;
         let _ = CLIENT_TLS.set(Some(TlsOptions {
             ca_pem: ca.cert_pem.clone().into_bytes(),
-            identity: None,
+            identity: Some(raftq_client::ClientIdentity {
+                cert_pem: user.cert_pem.into_bytes(),
+                key_pem: user.key_pem.into_bytes(),
+            }),
         }));
         Ok(RunPki {
             dir: dir.to_path_buf(),
@@ -59,6 +69,8 @@ impl RunPki {
             key.display().to_string(),
             "--tls-ca".into(),
             self.dir.join("ca.pem").display().to_string(),
+            "--auth-file".into(),
+            self.dir.join("users.toml").display().to_string(),
         ])
     }
 }
