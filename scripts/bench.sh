@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The standard benchmark of issue 8 on a fresh local 3-node cluster.
 #
-#   scripts/bench.sh [--runs N] [--quick] [--only W1,W5,...] [--out FILE]
+#   scripts/bench.sh [--runs N] [--quick] [--only W1,W5,...] [--tls] [--out FILE]
 #
 # Starts a fresh release cluster (own dir and ports, so a `scripts/cluster.sh`
 # cluster is left alone), runs W1 (pipelined publish), W2 (one in flight), W3
@@ -14,6 +14,8 @@
 # bench/results/latest.md (or --out), the raw JSON lines beside it.
 # --quick: a few hundred messages per workload, 1 run, no scale/idle/memory
 # parts (the CI smoke test: it proves the tool works, not how fast).
+# --tls: the nodes serve TLS (mutual TLS between them) with certificates made
+# for the run, and the clients trust its CA.
 # --only: just these workloads (by the tags of the table), for a before/after
 # comparison of the ones a change is about.
 set -euo pipefail
@@ -21,6 +23,7 @@ cd "$(dirname "$0")/.."
 
 RUNS=3
 QUICK=0
+TLS=0
 OUT=bench/results/latest.md
 ONLY=""
 while (($#)); do
@@ -28,8 +31,9 @@ while (($#)); do
     --runs) RUNS=$2; shift 2 ;;
     --quick) QUICK=1; RUNS=1; shift ;;
     --only) ONLY=",$2,"; shift 2 ;;
+    --tls) TLS=1; shift ;;
     --out) OUT=$2; shift 2 ;;
-    *) echo "usage: scripts/bench.sh [--runs N] [--quick] [--only W1,W5,...] [--out FILE]" >&2; exit 2 ;;
+    *) echo "usage: scripts/bench.sh [--runs N] [--quick] [--only W1,W5,...] [--tls] [--out FILE]" >&2; exit 2 ;;
   esac
 done
 wanted() { [[ -z "$ONLY" || "$ONLY" == *",$1,"* ]]; }
@@ -45,6 +49,16 @@ mkdir -p "$(dirname "$OUT")"
 
 cleanup() { scripts/cluster.sh down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
+
+if ((${TLS:-0})); then
+  export RAFTQ_TLS_DIR="${RAFTQ_CLUSTER_DIR:?}-tls"
+  rm -rf "$RAFTQ_TLS_DIR"
+  "$RAFTQ" cert create-ca --dir "$RAFTQ_TLS_DIR" >/dev/null
+  for id in 1 2 3; do
+    "$RAFTQ" cert create-node --dir "$RAFTQ_TLS_DIR" --id "$id" --host 127.0.0.1 >/dev/null
+  done
+  export RAFTQ_CA="$RAFTQ_TLS_DIR/ca.pem"
+fi
 
 # A fresh cluster: no data of earlier workloads skews the next measurement.
 fresh_cluster() {

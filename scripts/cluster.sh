@@ -69,10 +69,17 @@ start_node() {
   ((nodes >= 1)) || nodes=1
   workers=${RAFTQ_WORKER_THREADS:-$(($(nproc) / nodes))}
   ((workers >= 1)) || workers=1
+  # RAFTQ_TLS_DIR (ca.pem, node-ID.pem, node-ID-key.pem): the nodes serve TLS;
+  # the CLI then needs RAFTQ_CA (scripts/bench.sh --tls sets both).
+  local tls=()
+  if [[ -n "${RAFTQ_TLS_DIR:-}" ]]; then
+    tls=(--tls-cert "$RAFTQ_TLS_DIR/node-$id.pem" --tls-key "$RAFTQ_TLS_DIR/node-$id-key.pem"
+      --tls-ca "$RAFTQ_TLS_DIR/ca.pem")
+  fi
   RAFTQ_WORKER_THREADS=$workers \
   nohup "$RAFTQD" --id "$id" --data-dir "$DIR/node$id" --listen "127.0.0.1:$(port_of "$id")" \
     --initial-cluster "$(initial_cluster "$(node_count)")" \
-    --metrics-listen "127.0.0.1:$((BASE_PORT + 100 + id - 1))" \
+    --metrics-listen "127.0.0.1:$((BASE_PORT + 100 + id - 1))" "${tls[@]}" \
     >>"$DIR/node$id.log" 2>&1 </dev/null &
   echo $! >"$(pid_file "$id")"
 }
