@@ -104,6 +104,17 @@ done
   fail "raftq cert create-client failed"
 export RAFTQ_CA="$CERTS/ca.pem" RAFTQ_CERT="$CERTS/client-py-example.pem" \
   RAFTQ_KEY="$CERTS/client-py-example-key.pem"
+# The checks below open their channels with this module (next to the stubs).
+cat >"$RAFTQ_PY_STUBS/tls_channel.py" <<'EOF'
+import os, grpc
+
+def chan(target):
+    def read(var):
+        with open(os.environ[var], "rb") as f:
+            return f.read()
+    creds = grpc.ssl_channel_credentials(read("RAFTQ_CA"), read("RAFTQ_KEY"), read("RAFTQ_CERT"))
+    return grpc.secure_channel(target, creds)
+EOF
 
 # Three free ports: bound together to port 0 so they differ, then released.
 read -r -a PORTS < <("$PY" -c '
@@ -133,13 +144,7 @@ timeout 70 "$PY" - "$SERVERS" "${PIDS[@]}" <<'EOF' || rc=$?
 import os, sys, time, grpc
 sys.path.insert(0, os.environ["RAFTQ_PY_STUBS"])
 from raftq.v1 import admin_pb2, admin_pb2_grpc
-
-def chan(target):
-    def read(var):
-        with open(os.environ[var], "rb") as f:
-            return f.read()
-    creds = grpc.ssl_channel_credentials(read("RAFTQ_CA"), read("RAFTQ_KEY"), read("RAFTQ_CERT"))
-    return grpc.secure_channel(target, creds)
+from tls_channel import chan
 
 def running(pid):  # an exited child stays a zombie until reaped
     try:
@@ -193,13 +198,8 @@ reflected=$(timeout 30 "$PY" - "${SERVERS%%,*}" <<'EOF' || echo "reflection fail
 import os, sys, grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from google.protobuf.descriptor_pool import DescriptorPool
-
-def chan(target):
-    def read(var):
-        with open(os.environ[var], "rb") as f:
-            return f.read()
-    creds = grpc.ssl_channel_credentials(read("RAFTQ_CA"), read("RAFTQ_KEY"), read("RAFTQ_CERT"))
-    return grpc.secure_channel(target, creds)
+sys.path.insert(0, os.environ["RAFTQ_PY_STUBS"])
+from tls_channel import chan
 with chan(sys.argv[1]) as ch:
     db = ProtoReflectionDescriptorDatabase(ch)
     services = set(db.get_services())
@@ -217,13 +217,7 @@ depth=$(timeout 30 "$PY" - "$SERVERS" "$QUEUE" <<'EOF' || echo -1
 import os, sys, grpc
 sys.path.insert(0, os.environ["RAFTQ_PY_STUBS"])
 from raftq.v1 import admin_pb2, admin_pb2_grpc
-
-def chan(target):
-    def read(var):
-        with open(os.environ[var], "rb") as f:
-            return f.read()
-    creds = grpc.ssl_channel_credentials(read("RAFTQ_CA"), read("RAFTQ_KEY"), read("RAFTQ_CERT"))
-    return grpc.secure_channel(target, creds)
+from tls_channel import chan
 for addr in sys.argv[1].split(","):
     with chan(addr) as ch:
         try:

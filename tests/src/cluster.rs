@@ -357,6 +357,13 @@ impl Cluster {
         }
     }
 
+    /// A client for nodes `ids`, with [`Cluster::client_options`].
+    pub async fn connect(&self, ids: &[u64]) -> Client {
+        Client::connect_with(self.addrs(ids), self.client_options())
+            .await
+            .unwrap_or_else(|e| panic!("connect to nodes {ids:?}: {e}"))
+    }
+
     async fn status_of(&self, id: u64) -> Result<ClusterStatusResponse, String> {
         if self.pki.is_none() && self.token.is_none() {
             return client::cluster_status(&self.addr(id))

@@ -194,13 +194,7 @@ async fn two_nodes_join_under_load_and_new_queues_are_placed_on_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_node_is_replaced_and_a_queue_grows_and_shrinks_under_load() {
     let mut cluster = Cluster::start(3).await;
-    let options = ClientOptions {
-        retry_deadline: Duration::from_secs(60),
-        ..Default::default()
-    };
-    let client = Client::connect_with(cluster.addrs(&[1, 2, 3]), options)
-        .await
-        .expect("connect");
+    let client = cluster.connect(&[1, 2, 3]).await;
     let info = client
         .create_queue("q", QueueOptions::default())
         .await
@@ -290,13 +284,7 @@ async fn a_dead_node_is_replaced_and_a_queue_grows_and_shrinks_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaders_move_on_request_and_rebalance_evens_them_under_load() {
     let cluster = Cluster::start(3).await;
-    let options = ClientOptions {
-        retry_deadline: Duration::from_secs(60),
-        ..Default::default()
-    };
-    let client = Client::connect_with(cluster.addrs(&[1, 2, 3]), options)
-        .await
-        .expect("connect");
+    let client = cluster.connect(&[1, 2, 3]).await;
     let names: Vec<String> = (0..6).map(|i| format!("lead-{i}")).collect();
     for name in &names {
         client
@@ -357,13 +345,7 @@ async fn leaders_move_on_request_and_rebalance_evens_them_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_five_node_cluster_shrinks_to_three_under_load() {
     let mut cluster = Cluster::start(5).await;
-    let options = ClientOptions {
-        retry_deadline: Duration::from_secs(60),
-        ..Default::default()
-    };
-    let client = Client::connect_with(cluster.addrs(&[1, 2, 3]), options)
-        .await
-        .expect("connect");
+    let client = cluster.connect(&[1, 2, 3]).await;
     let wide = QueueOptions {
         replicas: 5,
         ..Default::default()

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use raftq_client::{Client, ClientOptions, QueueOptions};
+use raftq_client::QueueOptions;
 use raftq_proto::v1::{NodeRole, RemoveNodeRequest};
 use raftq_tests::cluster::Cluster;
 use raftq_tests::load::{
@@ -20,13 +20,7 @@ use raftq_tests::wait::{wait_status, wait_voters};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_replaced_at_its_own_address_under_a_new_id() {
     let mut cluster = Cluster::start(3).await;
-    let options = ClientOptions {
-        retry_deadline: Duration::from_secs(60),
-        ..Default::default()
-    };
-    let client = Client::connect_with(cluster.addrs(&[1, 2, 3]), options)
-        .await
-        .expect("connect");
+    let client = cluster.connect(&[1, 2, 3]).await;
     client
         .create_queue("kept", QueueOptions::default())
         .await

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use raftq_client::{Client, ClientOptions, QueueOptions};
+use raftq_client::QueueOptions;
 use raftq_tests::client::cluster_status;
 use raftq_tests::cluster::Cluster;
 use raftq_tests::load::{
@@ -16,19 +16,10 @@ use raftq_tests::load::{
 use raftq_tests::scrape::try_scrape;
 use raftq_tests::wait::wait_voters;
 
-fn options() -> ClientOptions {
-    ClientOptions {
-        retry_deadline: Duration::from_secs(60),
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_a_node_down_past_heal_after_move_to_a_live_node() {
     let mut cluster = Cluster::start_with(4, &["--heal-after-secs", "3"]).await;
-    let client = Client::connect_with(cluster.addrs(&[1, 2, 3, 4]), options())
-        .await
-        .expect("connect");
+    let client = cluster.connect(&[1, 2, 3, 4]).await;
     let info = client
         .create_queue("healed", QueueOptions::default())
         .await
@@ -98,9 +89,7 @@ async fn replicas_on_a_node_down_past_heal_after_move_to_a_live_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaders_spread_again_after_a_node_returns() {
     let mut cluster = Cluster::start_with(3, &["--rebalance-on-return"]).await;
-    let client = Client::connect_with(cluster.addrs(&[1, 2, 3]), options())
-        .await
-        .expect("connect");
+    let client = cluster.connect(&[1, 2, 3]).await;
     let names: Vec<String> = (0..6).map(|i| format!("spread-{i}")).collect();
     for name in &names {
         client
