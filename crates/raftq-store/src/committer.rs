@@ -15,6 +15,8 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::ledger::Ledger;
+
 type Completion = Box<dyn FnOnce(Result<(), std::io::Error>) + Send>;
 type Write = Box<dyn FnOnce() -> Result<(), std::io::Error> + Send>;
 
@@ -44,7 +46,9 @@ pub struct GroupCommitter {
 }
 
 impl GroupCommitter {
-    pub(crate) fn start(db: sled::Db) -> Self {
+    /// `ledger` hears of every successful flush, so the marks staged by
+    /// the writes before it count as durable.
+    pub(crate) fn start(db: sled::Db, ledger: Ledger) -> Self {
         let (tx, rx) = mpsc::channel::<Job>();
         let stats = Arc::new(FlushStats::default());
         let thread_stats = stats.clone();
@@ -52,7 +56,7 @@ impl GroupCommitter {
         // off the runtime keeps Raft heartbeats punctual while the disk is slow.
         std::thread::Builder::new()
             .name("raftq-group-commit".into())
-            .spawn(move || run(db, rx, thread_stats))
+            .spawn(move || run(db, ledger, rx, thread_stats))
             .map(|_| ())
             .unwrap_or_else(|e| tracing::error!("cannot start group-commit thread: {e}"));
         Self { tx, stats }
@@ -133,7 +137,7 @@ impl GroupCommitter {
     }
 }
 
-fn run(db: sled::Db, rx: mpsc::Receiver<Job>, stats: Arc<FlushStats>) {
+fn run(db: sled::Db, ledger: Ledger, rx: mpsc::Receiver<Job>, stats: Arc<FlushStats>) {
     let mut batch: Vec<(Option<std::io::Error>, Completion)> = Vec::with_capacity(1024);
     // `recv` fails only when every sender is gone: the node is shutting down.
     while let Ok(first) = rx.recv() {
@@ -161,10 +165,16 @@ fn run(db: sled::Db, rx: mpsc::Receiver<Job>, stats: Arc<FlushStats>) {
             .flush_micros_total
             .fetch_add(micros, Ordering::Relaxed);
         stats.flush_micros_max.fetch_max(micros, Ordering::Relaxed);
-        let flush_error = result.err().map(|e| {
-            tracing::error!("sled flush failed: {e}");
-            e.to_string()
-        });
+        let flush_error = match result {
+            Ok(()) => {
+                ledger.flushed();
+                None
+            }
+            Err(e) => {
+                tracing::error!("sled flush failed: {e}");
+                Some(e.to_string())
+            }
+        };
         for (failed, done) in batch.drain(..) {
             match (failed, &flush_error) {
                 (Some(e), _) => done(Err(e)),

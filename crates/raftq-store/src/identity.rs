@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec;
+use crate::checksum;
 use crate::node_store::NodeStore;
 use crate::StoreError;
 
@@ -23,7 +23,7 @@ pub struct Identity {
 impl NodeStore {
     pub fn identity(&self) -> Result<Option<Identity>, StoreError> {
         match self.node_meta()?.get(KEY)? {
-            Some(bytes) => Ok(Some(codec::decode(&bytes)?)),
+            Some(bytes) => Ok(Some(checksum::decode_sealed(&bytes)?)),
             None => Ok(None),
         }
     }
@@ -31,7 +31,7 @@ impl NodeStore {
     /// Records `identity` durably (fsync) before returning.
     pub fn record_identity(&self, identity: &Identity) -> Result<(), StoreError> {
         let tree = self.node_meta()?;
-        tree.insert(KEY, codec::encode(identity)?)?;
+        tree.insert(KEY, checksum::encode_sealed(identity)?)?;
         tree.flush()?;
         Ok(())
     }

@@ -9,16 +9,21 @@
 // would only add conversions at every call.
 #![allow(clippy::result_large_err)]
 
+mod checksum;
 mod codec;
 mod committer;
+mod damage;
 mod identity;
+mod ledger;
 mod log_cleaner;
 mod log_store;
 mod node_store;
 mod snapshot_store;
 
+pub use checksum::Unreadable;
 pub use codec::decode as decode_untrusted;
 pub use committer::{FlushStats, GroupCommitter};
+pub use damage::Damage;
 pub use identity::Identity;
 pub use log_store::{LogStore, REPLICATION_BATCH_BYTES};
 pub use node_store::NodeStore;
@@ -41,4 +46,35 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("flush failed: {0}")]
     Flush(String),
+    #[error("a stored value is damaged: {0}")]
+    Unreadable(#[from] Unreadable),
+    #[error("snapshot file {} is damaged: {why}", path.display())]
+    SnapshotFile {
+        path: std::path::PathBuf,
+        why: Unreadable,
+    },
+    #[error("{0}")]
+    Damaged(Box<Damage>),
+    /// The node's database as a whole cannot be used.
+    #[error("the database at {} cannot be used: {cause}", path.display())]
+    Unusable {
+        path: std::path::PathBuf,
+        cause: String,
+    },
+}
+
+impl StoreError {
+    /// Whether this error says the data on disk is damaged (as opposed to a
+    /// disk that is full, a permission, or a node shutting down).
+    pub fn is_damage(&self) -> bool {
+        match self {
+            StoreError::Unreadable(_)
+            | StoreError::SnapshotFile { .. }
+            | StoreError::Damaged(_)
+            | StoreError::Unusable { .. }
+            | StoreError::Decode(_) => true,
+            StoreError::Sled(e) => matches!(e, sled::Error::Corruption { .. }),
+            _ => false,
+        }
+    }
 }

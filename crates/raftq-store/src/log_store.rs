@@ -26,14 +26,16 @@ use openraft::{
     RaftTypeConfig, StorageError, StorageIOError, Vote,
 };
 
-use crate::codec::{decode, encode, encoded_size, index_key, key_index};
+use crate::checksum::{decode_sealed, encode_sealed};
+use crate::codec::{encoded_size, index_key, key_index};
 use crate::committer::GroupCommitter;
+use crate::ledger::{Ledger, Mark};
 use crate::log_cleaner::LogCleaner;
 use crate::node_store::tree_name;
 use crate::StoreError;
 
-const VOTE_KEY: &[u8] = b"vote";
-const PURGED_KEY: &[u8] = b"last_purged";
+pub(crate) const VOTE_KEY: &[u8] = b"vote";
+pub(crate) const PURGED_KEY: &[u8] = b"last_purged";
 const COMMITTED_KEY: &[u8] = b"committed";
 
 /// Entries appended but not yet inserted into sled, by index. Always a suffix
@@ -47,6 +49,7 @@ pub struct LogStore<C: RaftTypeConfig> {
     meta: sled::Tree,
     committer: GroupCommitter,
     cleaner: LogCleaner,
+    ledger: Ledger,
     /// The first index not purged (0: nothing purged), shared by clones so the
     /// reader sees purges at once.
     first_kept: Arc<AtomicU64>,
@@ -66,6 +69,7 @@ impl<C: RaftTypeConfig> Clone for LogStore<C> {
             meta: self.meta.clone(),
             committer: self.committer.clone(),
             cleaner: self.cleaner.clone(),
+            ledger: self.ledger.clone(),
             first_kept: self.first_kept.clone(),
             purged: self.purged.clone(),
             pending: self.pending.clone(),
@@ -93,13 +97,14 @@ where
         group: u64,
         committer: GroupCommitter,
         cleaner: LogCleaner,
+        ledger: Ledger,
     ) -> Result<Self, StoreError> {
         let log_name = tree_name(group, "log");
         cleaner.opened(log_name.as_bytes());
         let log = db.open_tree(log_name)?;
         let meta = db.open_tree(tree_name(group, "meta"))?;
         let purged: Option<LogId<u64>> = match meta.get(PURGED_KEY)? {
-            Some(bytes) => Some(decode(&bytes)?),
+            Some(bytes) => Some(decode_sealed(&bytes)?),
             None => None,
         };
         let first_kept = first_after(purged);
@@ -109,6 +114,7 @@ where
             meta,
             committer,
             cleaner,
+            ledger,
             first_kept: Arc::new(AtomicU64::new(first_kept)),
             purged: Arc::new(Mutex::new(purged)),
             pending: Default::default(),
@@ -154,7 +160,7 @@ where
             .map_err(|e| io_err(subject.clone(), ErrorVerb::Read, e))?
         {
             None => Ok(None),
-            Some(bytes) => decode(&bytes)
+            Some(bytes) => decode_sealed(&bytes)
                 .map(Some)
                 .map_err(|e| io_err(subject, ErrorVerb::Read, e)),
         }
@@ -172,8 +178,8 @@ where
         match last {
             None => Ok(None),
             Some((_, bytes)) => {
-                let entry: openraft::Entry<C> =
-                    decode(&bytes).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                let entry: openraft::Entry<C> = decode_sealed(&bytes)
+                    .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
                 let kept = entry.log_id.index >= self.first_kept.load(Ordering::SeqCst);
                 Ok(kept.then_some(entry.log_id))
             }
@@ -259,6 +265,28 @@ where
         to: Bound<u64>,
         max_bytes: usize,
     ) -> Result<Vec<openraft::Entry<C>>, StorageError<u64>> {
+        let entries = self.read_unchecked(first, to, max_bytes)?;
+        // A hole means the database lost entries: an error (the group stops
+        // and is rebuilt), never a log with a gap handed to Raft.
+        for pair in entries.windows(2) {
+            let (prev, next) = (pair[0].log_id.index, pair[1].log_id.index);
+            if next != prev + 1 {
+                return Err(io_err(
+                    ErrorSubject::LogIndex(prev + 1),
+                    ErrorVerb::Read,
+                    format!("log entry {} is missing (group {})", prev + 1, self.group),
+                ));
+            }
+        }
+        Ok(entries)
+    }
+
+    fn read_unchecked(
+        &self,
+        first: u64,
+        to: Bound<u64>,
+        max_bytes: usize,
+    ) -> Result<Vec<openraft::Entry<C>>, StorageError<u64>> {
         let in_range = |i: u64| match to {
             Bound::Included(t) => i <= t,
             Bound::Excluded(t) => i < t,
@@ -289,7 +317,7 @@ where
             for item in self.log.range::<[u8; 8], _>((from, sled_to.map(index_key))) {
                 let (key, bytes) =
                     item.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-                let entry: openraft::Entry<C> = decode(&bytes).map_err(|e| {
+                let entry: openraft::Entry<C> = decode_sealed(&bytes).map_err(|e| {
                     let index = key_index(&key).unwrap_or_default();
                     io_err(ErrorSubject::LogIndex(index), ErrorVerb::Read, e)
                 })?;
@@ -334,13 +362,20 @@ where
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
-        let bytes = encode(vote).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+        let bytes =
+            encode_sealed(vote).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
         let meta = self.meta.clone();
+        let (ledger, group) = (self.ledger.clone(), self.group);
+        let mark = Mark {
+            last_index: 0,
+            vote_term: vote.leader_id().term,
+        };
         // A vote must be on disk before we answer the candidate: otherwise a restart
         // could let this node vote twice in one term.
         self.committer
             .write(move || {
                 meta.insert(VOTE_KEY, bytes)?;
+                ledger.stage(group, mark);
                 Ok(())
             })
             .await
@@ -357,8 +392,8 @@ where
     ) -> Result<(), StorageError<u64>> {
         // Not flushed on purpose: it only lets a restarted node re-apply faster; a
         // stale value is safe because openraft never trusts it beyond the log.
-        let bytes =
-            encode(&committed).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        let bytes = encode_sealed(&committed)
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
         let meta = self.meta.clone();
         self.committer.write_lazily(move || {
             meta.insert(COMMITTED_KEY, bytes)?;
@@ -396,9 +431,19 @@ where
         }
         let log = self.log.clone();
         let pending = self.pending.clone();
+        let (ledger, group) = (self.ledger.clone(), self.group);
         self.committer.write_then(
             move || {
                 let inserted = insert(&log, &entries);
+                if inserted.is_ok() {
+                    if let Some(last) = entries.last() {
+                        let mark = Mark {
+                            last_index: last.log_id.index,
+                            vote_term: 0,
+                        };
+                        ledger.stage(group, mark);
+                    }
+                }
                 let mut pending = pending.lock();
                 for entry in &entries {
                     let index = entry.log_id.index;
@@ -419,10 +464,14 @@ where
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
         self.pending.lock().split_off(&log_id.index);
         let log = self.log.clone();
+        let (ledger, group) = (self.ledger.clone(), self.group);
         // After the inserts queued before it, and awaited: when this returns,
         // no read finds a truncated entry and no queued insert brings one back.
         self.committer
             .write(move || {
+                // The witness goes down first: a crash between the two must
+                // not read as a log that lost entries.
+                ledger.lower(group, log_id.index)?;
                 remove_range(&log, Bound::Included(log_id.index), Bound::Unbounded)?;
                 Ok(())
             })
@@ -442,7 +491,7 @@ where
             *purged = (*purged).max(Some(log_id));
         }
         let bytes =
-            encode(&log_id).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+            encode_sealed(&log_id).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
         let (meta, log, cleaner) = (self.meta.clone(), self.log.clone(), self.cleaner.clone());
         self.committer.write_lazily(move || {
             meta.insert(PURGED_KEY, bytes)?;
@@ -461,7 +510,7 @@ where
     C: RaftTypeConfig<NodeId = u64, Entry = openraft::Entry<C>>,
 {
     for entry in entries {
-        let bytes = encode(entry).map_err(std::io::Error::other)?;
+        let bytes = encode_sealed(entry).map_err(std::io::Error::other)?;
         log.insert(index_key(entry.log_id.index), bytes)?;
     }
     Ok(())

@@ -1,10 +1,13 @@
 //! The node's one database and the factory for per-group stores.
 
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use openraft::RaftTypeConfig;
 
 use crate::committer::GroupCommitter;
+use crate::ledger::Ledger;
 use crate::log_cleaner::LogCleaner;
 use crate::log_store::LogStore;
 use crate::snapshot_store::SnapshotStore;
@@ -15,34 +18,97 @@ use crate::StoreError;
 #[derive(Clone)]
 pub struct NodeStore {
     db: sled::Db,
+    db_path: PathBuf,
     snapshot_dir: PathBuf,
     committer: GroupCommitter,
     cleaner: LogCleaner,
+    ledger: Ledger,
 }
+
+/// Names this data layout (sealed values, the durability ledger) in the
+/// node tree; a database of groups without it predates them.
+const FORMAT_KEY: &[u8] = b"format";
+const FORMAT: &[u8] = b"2";
 
 impl NodeStore {
     /// Opens (or creates) the node's storage under `data_dir`: sled in `db/`,
-    /// snapshot files in `snapshots/`.
+    /// snapshot files in `snapshots/`, the durability ledger beside them.
+    /// A database that cannot be opened, or that lost what the ledger saw
+    /// it hold, is `Unusable`: no group on it can be trusted.
     pub fn open(data_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let snapshot_dir = data_dir.as_ref().join("snapshots");
+        let data_dir = data_dir.as_ref();
+        let snapshot_dir = data_dir.join("snapshots");
         std::fs::create_dir_all(&snapshot_dir)?;
-        // Our own group commit decides when data is durable; sled's periodic
-        // background flush would only add fsyncs we did not ask for.
-        let db = sled::Config::new()
-            .path(data_dir.as_ref().join("db"))
-            .flush_every_ms(None)
-            // The log is read back while it is hot (replication, apply), and
-            // queue contents live in the state machine: a big page cache would
-            // only hold a second copy of the backlog.
-            .cache_capacity(16 * 1024 * 1024)
-            .open()?;
-        let committer = GroupCommitter::start(db.clone());
-        Ok(Self {
+        let db_path = data_dir.join("db");
+        let db = open_db(&db_path)?;
+        let ledger = Ledger::open(data_dir)?;
+        let committer = GroupCommitter::start(db.clone(), ledger.clone());
+        let store = Self {
             db,
+            db_path,
             snapshot_dir,
             committer,
             cleaner: LogCleaner::start(),
-        })
+            ledger,
+        };
+        store.check_format()?;
+        Ok(store)
+    }
+
+    fn check_format(&self) -> Result<(), StoreError> {
+        let unusable = |cause: String| StoreError::Unusable {
+            path: self.db_path.clone(),
+            cause,
+        };
+        let tree = self.node_meta()?;
+        let format = tree.get(FORMAT_KEY)?;
+        let blank = self.is_blank() && tree.is_empty();
+        if blank && self.ledger.found_any() {
+            return Err(unusable(
+                "it is empty, but the durability ledger beside it lists groups this node \
+                 had stored: the database lost everything"
+                    .into(),
+            ));
+        }
+        if !blank && !self.ledger.existed() {
+            tracing::warn!(
+                path = %self.db_path.display(),
+                "no durability ledger beside this database: starting one; a loss of data \
+                 before this start cannot be detected"
+            );
+        }
+        match format {
+            Some(f) if f.as_ref() == FORMAT => Ok(()),
+            Some(f) => Err(unusable(format!(
+                "it is in data format {:?}, this raftqd reads format 2",
+                String::from_utf8_lossy(&f)
+            ))),
+            None if blank => {
+                tree.insert(FORMAT_KEY, FORMAT)?;
+                tree.flush()?;
+                Ok(())
+            }
+            None => Err(unusable(
+                "it holds groups but no data format: written by a raftq older than format 2 \
+                 (checksummed values), or damaged"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The sled database's directory, named in damage reports.
+    pub fn db_path(&self) -> PathBuf {
+        self.db_path.clone()
+    }
+
+    pub(crate) fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub(crate) fn open_tree(&self, name: &str) -> Result<sled::Tree, String> {
+        self.db
+            .open_tree(name)
+            .map_err(|e| format!("opening {name}: {e}"))
     }
 
     pub fn committer(&self) -> &GroupCommitter {
@@ -59,6 +125,7 @@ impl NodeStore {
             group,
             self.committer.clone(),
             self.cleaner.clone(),
+            self.ledger.clone(),
         )
     }
 
@@ -71,8 +138,10 @@ impl NodeStore {
         Ok(self.db.open_tree("node")?)
     }
 
-    /// Drops every tree of a deleted queue's group.
+    /// Drops every tree of a deleted queue's group (or of a damaged replica
+    /// about to be rebuilt).
     pub fn remove_group(&self, group: u64) -> Result<(), StoreError> {
+        self.ledger.forget(group)?;
         self.snapshot_store(group)?.remove_all()?;
         let names = group_tree_names(group);
         self.cleaner.dropping(&tree_name(group, "log"), || {
@@ -107,6 +176,51 @@ impl NodeStore {
             .unwrap_or(0);
         self.db.size_on_disk().unwrap_or(0) + snapshots
     }
+}
+
+/// Opens sled, which panics on some damaged files rather than failing: the
+/// panic becomes an `Unusable` error, and its message is kept for it
+/// instead of going to stderr with a backtrace.
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    let open = || {
+        sled::Config::new()
+            .path(path)
+            // Our own group commit decides when data is durable; sled's
+            // periodic background flush would only add fsyncs we did not ask
+            // for.
+            .flush_every_ms(None)
+            // The log is read back while it is hot (replication, apply), and
+            // queue contents live in the state machine: a big page cache
+            // would only hold a second copy of the backlog.
+            .cache_capacity(16 * 1024 * 1024)
+            .open()
+    };
+    let unusable = |cause: String| StoreError::Unusable {
+        path: path.to_path_buf(),
+        cause,
+    };
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = catch_unwind(AssertUnwindSafe(open));
+    std::panic::set_hook(quiet);
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e @ sled::Error::Corruption { .. })) => Err(unusable(e.to_string())),
+        Ok(Err(e)) => Err(e.into()),
+        Err(panic) => Err(unusable(format!(
+            "sled could not recover it ({})",
+            panic_text(&panic)
+        ))),
+    }
+}
+
+/// The message a panic carried.
+pub(crate) fn panic_text(panic: &Box<dyn Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
 }
 
 pub(crate) fn tree_name(group: u64, what: &str) -> String {

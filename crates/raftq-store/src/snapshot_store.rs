@@ -12,19 +12,20 @@
 //! which alone put a node over twice its payload in resident memory. A file is
 //! written and read through a small buffer, and sent to a follower in chunks.
 
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::checksum::{decode_sealed, encode_sealed, Unreadable};
 use crate::codec::{decode, encode};
 use crate::committer::GroupCommitter;
 use crate::node_store::tree_name;
 use crate::StoreError;
 
-const CURRENT_KEY: &[u8] = b"current_file";
+pub(crate) const CURRENT_KEY: &[u8] = b"current_file";
 const SUFFIX: &str = ".snap";
 const PARTIAL_SUFFIX: &str = ".snap.partial";
 
@@ -101,15 +102,22 @@ impl SnapshotStore {
         Ok((PendingSnapshot { path }, file))
     }
 
-    /// Writes `value` into a new pending snapshot file through a small buffer.
+    /// Writes `value` into a new pending snapshot file through a small buffer,
+    /// followed by the checksum trailer [`read_value`] verifies.
     /// Not fsynced here: the caller may be holding a lock the data came from, and
     /// [`Self::commit`] syncs the file anyway.
     pub fn write_value<T: Serialize>(&self, value: &T) -> Result<PendingSnapshot, StoreError> {
         let (pending, file) = self.create()?;
         let result = (|| {
-            let mut out = BufWriter::with_capacity(1 << 20, file);
+            let mut out = Summing {
+                inner: BufWriter::with_capacity(1 << 20, file),
+                crc: crc32fast::Hasher::new(),
+            };
             bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard())?;
-            out.flush()?;
+            let mut trailer = TRAILER_TAG.to_vec();
+            trailer.extend_from_slice(&out.crc.clone().finalize().to_le_bytes());
+            out.inner.write_all(&trailer)?;
+            out.inner.flush()?;
             Ok::<_, StoreError>(())
         })();
         match result {
@@ -141,7 +149,7 @@ impl SnapshotStore {
         let previous = self.current()?;
         self.tree.insert(
             CURRENT_KEY,
-            encode(&CurrentSnapshot {
+            encode_sealed(&CurrentSnapshot {
                 meta,
                 file: file.clone(),
             })?,
@@ -164,7 +172,7 @@ impl SnapshotStore {
     fn current(&self) -> Result<Option<CurrentSnapshot>, StoreError> {
         match self.tree.get(CURRENT_KEY)? {
             None => Ok(None),
-            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            Some(bytes) => Ok(Some(decode_sealed(&bytes)?)),
         }
     }
 
@@ -211,16 +219,70 @@ impl SnapshotStore {
     }
 }
 
+/// Ends every snapshot file, before the CRC32 of everything ahead of it.
+const TRAILER_TAG: &[u8; 4] = b"RQS2";
+
 /// Decodes a snapshot file written by [`SnapshotStore::write_value`] (or received
-/// from a leader that wrote it so), reading through a small buffer.
+/// from a leader that wrote it so), reading through a small buffer, and
+/// verifies its checksum: a damaged file (on disk, or in transfer) is an
+/// error, never a state.
 pub fn read_value<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StoreError> {
     let file = std::fs::File::open(path)?;
     // The file may have come from a leader: its lengths are bounded by its size.
     let len = file.metadata()?.len();
-    let mut input = BufReader::with_capacity(1 << 20, file);
-    crate::codec::with_input_limit!(len, config => {
-        Ok(bincode::serde::decode_from_std_read(&mut input, config)?)
+    let damaged = |why: Unreadable| StoreError::SnapshotFile {
+        path: path.to_path_buf(),
+        why,
+    };
+    let mut input = Summing {
+        inner: BufReader::with_capacity(1 << 20, file),
+        crc: crc32fast::Hasher::new(),
+    };
+    let value: T = crate::codec::with_input_limit!(len, config => {
+        bincode::serde::decode_from_std_read(&mut input, config)
     })
+    .map_err(|e| damaged(Unreadable::Decode(e.to_string())))?;
+    let computed = input.crc.clone().finalize();
+    let mut trailer = Vec::with_capacity(8);
+    input.inner.read_to_end(&mut trailer)?;
+    match trailer.split_first_chunk::<4>() {
+        Some((tag, crc)) if tag == TRAILER_TAG && crc.len() == 4 => {
+            let mut stored = [0u8; 4];
+            stored.copy_from_slice(crc);
+            let stored = u32::from_le_bytes(stored);
+            if stored != computed {
+                return Err(damaged(Unreadable::Checksum { stored, computed }));
+            }
+            Ok(value)
+        }
+        _ => Err(damaged(Unreadable::Short(trailer.len()))),
+    }
+}
+
+/// Passes bytes through while summing them.
+struct Summing<T> {
+    inner: T,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for Summing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: Read> Read for Summing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 fn file_name(path: &Path) -> Result<String, StoreError> {
