@@ -20,7 +20,12 @@ use crate::tls::reload::Reloading;
 
 pub async fn start_node(config: Config) -> Result<Arc<Node>, StartError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Raft(e.to_string()))?;
-    let store = NodeStore::open(&config.data_dir)?;
+    let store = NodeStore::open(&config.data_dir).map_err(|e| match e {
+        e @ raftq_store::StoreError::Unusable { .. } => {
+            StartError::Refused(replace_instructions(&config, &e.to_string()))
+        }
+        e => StartError::Store(e),
+    })?;
     let tls = match &config.tls {
         Some(files) => Some(Reloading::load(files.clone(), config.id)?),
         None => None,
@@ -44,7 +49,14 @@ pub async fn start_node(config: Config) -> Result<Arc<Node>, StartError> {
     ));
     let meta = node
         .start_group(METADATA_GROUP, GroupState::Catalog(Catalog::default()))
-        .await?;
+        .await
+        .map_err(|e| match e {
+            StartError::Damaged { why, .. } => StartError::Refused(replace_instructions(
+                node.config(),
+                &format!("its replica of the metadata group is damaged: {why}"),
+            )),
+            e => e,
+        })?;
     let initialized = meta
         .raft
         .is_initialized()
@@ -76,7 +88,23 @@ pub async fn start_node(config: Config) -> Result<Arc<Node>, StartError> {
     tokio::spawn(crate::self_healing::run(node.clone()));
     tokio::spawn(crate::failover::driver::run(node.clone()));
     tokio::spawn(crate::alarms::monitor::run(node.clone()));
+    tokio::spawn(crate::repair::watch::run(node.clone()));
     Ok(node)
+}
+
+/// What an operator does with a node whose data as a whole cannot be
+/// trusted: its votes and acknowledged entries may be gone, so it must not
+/// take part in Raft under its id again.
+fn replace_instructions(config: &Config, cause: &str) -> String {
+    let id = config.id;
+    format!(
+        "node {id} cannot trust its data: {cause}. It may have lost votes and entries it \
+         acknowledged, so it must not rejoin as node {id}. Replace it: run `raftq cluster \
+         remove-node {id}` against a live node, move {dir} aside, and start this node again \
+         on an empty data dir under a new --id with --join <live nodes> (README: \"Replace a \
+         node\")",
+        dir = config.data_dir.display()
+    )
 }
 
 /// The data dir's identity, created on a first start, after asking the peers

@@ -17,6 +17,8 @@
 //!   re-places and rebalances by itself.
 //! - [`raft`]: openraft wiring: type configuration, the state machine, its
 //!   snapshots, and the gRPC transport between peers.
+//! - [`repair`]: replicas whose data failed its checks stay out of Raft
+//!   until their leader lets them go, then are caught up afresh.
 //! - [`tls`]: certificates for clients and peers, reloaded when they change,
 //!   and the check that a peer speaks for the node it claims to be; [`auth`]:
 //!   users, tokens, per-queue rights and the audit log.
@@ -46,6 +48,7 @@ pub mod meta;
 pub mod metrics;
 pub mod node;
 pub mod raft;
+pub mod repair;
 pub mod router;
 pub mod self_healing;
 pub mod server;

@@ -43,7 +43,35 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// A panic (a bug, or a library's answer to damaged data) is reported as one
+/// log line with its place; the backtrace only when RUST_BACKTRACE asks.
+fn report_panics_in_one_line() {
+    let with_backtrace = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
+    if with_backtrace {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        let place = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        tracing::error!(
+            thread = thread.name().unwrap_or("unnamed"),
+            at = %place,
+            "internal panic: {message}"
+        );
+    }));
+}
+
 fn main() -> ExitCode {
+    report_panics_in_one_line();
     raftq_server::alarms::keep_large_allocations_mapped();
     let config = match Config::from_args(Args::parse()) {
         Ok(c) => c,

@@ -27,6 +27,7 @@ use crate::raft::state_machine::{GroupShared, GroupState, SnapshotRequests, Stat
 use crate::raft::transport::client::NetworkFactory;
 use crate::raft::transport::pool::ChannelPool;
 use crate::raft::types::{GroupId, NodeId, Raft, METADATA_GROUP};
+use crate::repair::book::DamageBook;
 use crate::tls::reload::Reloading;
 
 /// One Raft group running on this node.
@@ -107,6 +108,8 @@ pub struct Node {
     tls: Option<Arc<Reloading>>,
     /// `None`: no authentication.
     auth: Option<Arc<Guard>>,
+    /// Replicas here (and on peers, as heard) whose data failed its checks.
+    damage: DamageBook,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +128,8 @@ pub enum StartError {
     Refused(String),
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("the replica of group {group} on this node is damaged: {why}")]
+    Damaged { group: GroupId, why: String },
 }
 
 /// Leader wall-clock time for commands. Queue state machines never read a clock;
@@ -170,6 +175,7 @@ impl Node {
             groups: RwLock::new(HashMap::new()),
             tls,
             auth,
+            damage: DamageBook::default(),
             config,
         };
         Ok((node, requests))
@@ -224,6 +230,11 @@ impl Node {
     /// This node's memory and disk alarms, and its peers' as heard.
     pub fn alarms(&self) -> &Alarms {
         &self.alarms
+    }
+
+    /// Damaged replicas here and on the peers (see `repair`).
+    pub fn damage(&self) -> &DamageBook {
+        &self.damage
     }
 
     pub fn identity(&self) -> Identity {
@@ -320,16 +331,34 @@ impl Node {
         if let Some(g) = self.group(id) {
             return Ok(g);
         }
+        if self.damage.is_damaged(id) {
+            return Err(StartError::Damaged {
+                group: id,
+                why: "waiting to be rebuilt".into(),
+            });
+        }
+        if let Err(damage) = self.store.inspect_group(id) {
+            return Err(self.found_damage(id, damage.to_string()));
+        }
+        let damaged = |e: raftq_store::StoreError| {
+            if e.is_damage() {
+                self.found_damage(id, e.to_string())
+            } else {
+                StartError::Store(e)
+            }
+        };
         let shared = GroupShared::new(id, initial);
         let sm = StateMachine::open(
             shared.clone(),
-            self.store.snapshot_store(id)?,
+            self.store.snapshot_store(id).map_err(damaged)?,
             self.sessions.clone(),
             self.snapshot_requests.clone(),
-        )?;
+        )
+        .map_err(damaged)?;
         let log = self
             .store
-            .log_store(id)?
+            .log_store(id)
+            .map_err(damaged)?
             .with_entry_size(crate::raft::types::entry_bytes);
         let network = NetworkFactory {
             group: id,
@@ -353,6 +382,40 @@ impl Node {
         });
         self.groups.write().insert(id, group.clone());
         Ok(group)
+    }
+
+    /// Records damage found in group `id`'s replica here, naming it in one
+    /// line the first time; the replica stays out of Raft until rebuilt.
+    pub(crate) fn found_damage(&self, id: GroupId, why: String) -> StartError {
+        if self.damage.found(id, why.clone()) {
+            self.metrics.damage_found.inc();
+            let queue = self
+                .with_catalog(|c| c.by_group(id).map(|d| d.name.clone()))
+                .flatten()
+                .unwrap_or_default();
+            tracing::error!(
+                node = self.id,
+                %queue,
+                group = id,
+                "damaged replica: {why}; it will not vote or acknowledge for this group until \
+                 rebuilt from the other replicas"
+            );
+        }
+        StartError::Damaged { group: id, why }
+    }
+
+    /// Stops a running group whose storage failed, keeping its data for the
+    /// rebuild to discard once the group's leader has let it go.
+    pub(crate) async fn take_out_damaged(&self, id: GroupId, why: String) {
+        let group = self.groups.write().remove(&id);
+        if let Some(group) = group {
+            if let Some(upkeep) = group.upkeep.lock().take() {
+                upkeep.abort();
+            }
+            self.sessions.close_group(id);
+            let _ = group.raft.shutdown().await;
+            let _ = self.found_damage(id, why);
+        }
     }
 
     /// Stops a deleted queue's group and removes its data.

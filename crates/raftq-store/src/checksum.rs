@@ -25,7 +25,7 @@ pub enum Unreadable {
     Short(usize),
     #[error("format tag {0:#04x} is not this raftq's (written by an older version?)")]
     Format(u8),
-    #[error("checksum matches but the value does not decode: {0}")]
+    #[error("the value does not decode: {0}")]
     Decode(String),
 }
 

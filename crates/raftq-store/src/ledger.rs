@@ -83,8 +83,9 @@ struct Inner {
 #[derive(Clone)]
 pub struct Ledger {
     inner: Arc<Inner>,
-    /// The marks as found at open: what the checks compare sled with.
-    found: Arc<BTreeMap<u64, Mark>>,
+    /// The marks as found at open, lowered and forgotten along with the
+    /// ledger: what the checks compare sled with.
+    found: Arc<Mutex<BTreeMap<u64, Mark>>>,
     existed: bool,
 }
 
@@ -131,7 +132,7 @@ impl Ledger {
             .spawn(move || write_loop(writer))?;
         Ok(Self {
             inner,
-            found: Arc::new(found),
+            found: Arc::new(Mutex::new(found)),
             existed,
         })
     }
@@ -143,12 +144,12 @@ impl Ledger {
 
     /// What the ledger said of `group` when the node started.
     pub fn found(&self, group: u64) -> Option<Mark> {
-        self.found.get(&group).copied()
+        self.found.lock().get(&group).copied()
     }
 
     /// Whether the ledger knew of any group when the node started.
     pub fn found_any(&self) -> bool {
-        !self.found.is_empty()
+        !self.found.lock().is_empty()
     }
 
     /// Notes a write that the next flush makes durable (committer thread).
@@ -209,6 +210,18 @@ impl Ledger {
                 current.get_or_insert_with(Mark::default).raise(s);
             }
             let changed = change(current);
+            let mut found = self.found.lock();
+            match changed.map(|c| found.get(&group).map(|f| (c, *f))) {
+                Some(Some((c, mut f))) => {
+                    f.last_index = f.last_index.min(c.last_index);
+                    found.insert(group, f);
+                }
+                Some(None) => {}
+                None => {
+                    found.remove(&group);
+                }
+            }
+            drop(found);
             match changed {
                 Some(m) => marks.durable.insert(group, m),
                 None => marks.durable.remove(&group),

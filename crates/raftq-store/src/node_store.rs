@@ -138,6 +138,24 @@ impl NodeStore {
         Ok(self.db.open_tree("node")?)
     }
 
+    /// Records, durably, that this node must never initialize `group`: its
+    /// replica here was discarded (damaged) and may only join the group
+    /// again, as a learner its leader adds.
+    pub fn never_initialize(&self, group: u64) -> Result<(), StoreError> {
+        let tree = self.node_meta()?;
+        tree.insert(joins_only_key(group), &[1u8])?;
+        tree.flush()?;
+        Ok(())
+    }
+
+    /// False once [`Self::never_initialize`] was recorded for `group`.
+    pub fn may_initialize(&self, group: u64) -> bool {
+        self.node_meta()
+            .ok()
+            .and_then(|t| t.get(joins_only_key(group)).ok())
+            .is_some_and(|v| v.is_none())
+    }
+
     /// Drops every tree of a deleted queue's group (or of a damaged replica
     /// about to be rebuilt).
     pub fn remove_group(&self, group: u64) -> Result<(), StoreError> {
@@ -221,6 +239,10 @@ pub(crate) fn panic_text(panic: &Box<dyn Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "no message".into())
+}
+
+fn joins_only_key(group: u64) -> String {
+    format!("joins-only.g{group}")
 }
 
 pub(crate) fn tree_name(group: u64, what: &str) -> String {

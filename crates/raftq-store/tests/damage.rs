@@ -100,6 +100,12 @@ async fn a_log_that_lost_flushed_entries_is_damaged() {
     );
     assert!(damage.file.ends_with("db"), "{damage}");
     node.inspect_group(8).expect("group 8 lost nothing");
+    // Discarded to be rebuilt, the group starts clean in the same process.
+    node.remove_group(7).expect("discard");
+    node.inspect_group(7).expect("nothing left to find damaged");
+    append(&node, 7, 1..=2, 64).await;
+    node.inspect_group(7)
+        .expect("a rebuilt log is checked afresh");
 }
 
 #[tokio::test]

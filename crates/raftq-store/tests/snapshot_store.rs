@@ -93,18 +93,30 @@ async fn a_damaged_snapshot_file_is_an_error_never_a_state() {
     let store = node.snapshot_store(5).expect("store");
     let value: Vec<u64> = (0..5000).collect();
     let pending = store.write_value(&value).expect("write");
-    store.commit(pending, b"meta".to_vec()).await.expect("commit");
+    store
+        .commit(pending, b"meta".to_vec())
+        .await
+        .expect("commit");
     let path = store.load().expect("load").expect("a snapshot").path;
     let whole = std::fs::read(&path).expect("read");
     assert_eq!(read_value::<Vec<u64>>(&path).expect("intact"), value);
     // A flip anywhere, in the data or in the trailer, and a cut anywhere.
-    for at in [0, whole.len() / 3, whole.len() / 2, whole.len() - 6, whole.len() - 1] {
+    for at in [
+        0,
+        whole.len() / 3,
+        whole.len() / 2,
+        whole.len() - 6,
+        whole.len() - 1,
+    ] {
         let mut flipped = whole.clone();
         flipped[at] ^= 0x04;
         std::fs::write(&path, &flipped).expect("write");
         let err = read_value::<Vec<u64>>(&path).expect_err("flip caught");
         assert!(err.is_damage(), "{err}");
-        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
     }
     for keep in [1, whole.len() / 2, whole.len() - 4, whole.len() - 1] {
         std::fs::write(&path, &whole[..keep]).expect("write");

@@ -96,6 +96,10 @@ fn print_json(status: &ClusterStatusResponse) -> std::io::Result<()> {
                 "alarms": n.alarms.iter().map(|a| json!({
                     "resource": a.resource, "reading": a.reading, "limit": a.limit,
                 })).collect::<Vec<_>>(),
+                "damaged": n.damaged.iter().map(|d| json!({
+                    "group_id": d.group_id, "queue": d.queue, "state": d.state,
+                    "reason": d.reason,
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -202,7 +206,7 @@ fn print_table(status: &ClusterStatusResponse) -> std::io::Result<()> {
         outln!("(no queues)")?;
     }
     outln!()?;
-    for line in alarm_lines(status) {
+    for line in alarm_lines(status).into_iter().chain(damage_lines(status)) {
         outln!("{line}")?;
     }
     outln!(
@@ -214,6 +218,32 @@ fn print_table(status: &ClusterStatusResponse) -> std::io::Result<()> {
         s.leaderless,
         s.under_replicated
     )
+}
+
+/// One line per damaged replica: which queue is short of a voter, and why.
+fn damage_lines(status: &ClusterStatusResponse) -> Vec<String> {
+    status
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.damaged.iter().map(move |d| {
+                let queue = if d.queue.is_empty() {
+                    format!("group {}", d.group_id)
+                } else {
+                    format!("queue {} (group {})", d.queue, d.group_id)
+                };
+                let doing = if d.state == "rebuilding" {
+                    "discarded, catching up from the leader"
+                } else {
+                    "not voting, waiting for its leader to let it go"
+                };
+                format!(
+                    "DAMAGED node {}: replica of {queue}: {doing}: {}",
+                    n.id, d.reason
+                )
+            })
+        })
+        .collect()
 }
 
 /// One line per raised alarm: why publishes are refused right now.
@@ -333,6 +363,7 @@ mod tests {
             alarms: vec![],
             role: raftq_client::NodeRole::Voter as i32,
             incarnation: 1,
+            damaged: vec![],
         }
     }
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use raftq_proto::v1::admin_service_client::AdminServiceClient;
 use raftq_proto::v1::{
-    ClusterStatusResponse, CreateQueueRequest, CreateQueueResponse, DeleteQueueRequest, NodeAlarm,
-    NodeRole, NodeStatus, Overflow as ProtoOverflow, QueueInfo, QueueKind as ProtoKind,
-    QueueOptions as ProtoOptions,
+    ClusterStatusResponse, CreateQueueRequest, CreateQueueResponse, DamagedReplica,
+    DeleteQueueRequest, NodeAlarm, NodeRole, NodeStatus, Overflow as ProtoOverflow, QueueInfo,
+    QueueKind as ProtoKind, QueueOptions as ProtoOptions,
 };
 use raftq_queue::{Overflow, QueueOptions};
 
@@ -293,7 +293,29 @@ pub async fn cluster_status(node: &Arc<Node>, hops: u32) -> ClusterStatusRespons
             } else {
                 node.alarms().of_peer(id, std::time::Instant::now())
             };
+            let damaged = if id == node.id() {
+                node.damage().own()
+            } else {
+                node.damage().of_peer(id)
+            };
             NodeStatus {
+                damaged: damaged
+                    .into_iter()
+                    .map(|d| DamagedReplica {
+                        group_id: d.group,
+                        queue: node
+                            .with_catalog(|c| c.by_group(d.group).map(|q| q.name.clone()))
+                            .flatten()
+                            .unwrap_or_default(),
+                        state: if d.rebuilding {
+                            "rebuilding"
+                        } else {
+                            "damaged"
+                        }
+                        .to_string(),
+                        reason: d.why,
+                    })
+                    .collect(),
                 alarms: alarms
                     .into_iter()
                     .map(|a| NodeAlarm {

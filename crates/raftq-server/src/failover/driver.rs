@@ -204,8 +204,14 @@ pub(crate) async fn ask_to_campaign(
 fn send_heartbeats(node: &Arc<Node>) {
     let alarms = node.alarms().own();
     let incarnation = node.identity().incarnation;
+    let damaged = node.damage().own();
     for (peer, addr) in node.peers() {
-        let beat = NodeHeartbeat::new(node.failover().beat_for(peer), alarms.clone(), incarnation);
+        let beat = NodeHeartbeat::new(
+            node.failover().beat_for(peer),
+            alarms.clone(),
+            incarnation,
+            damaged.clone(),
+        );
         let node = node.clone();
         tokio::spawn(async move {
             match node_heartbeat(&node, peer, &addr, &beat).await {

@@ -22,6 +22,9 @@ const CAUGHT_UP_WITHIN: u64 = 64;
 pub struct ReplicaMoves {
     /// The catalog's applied index when the group was last compared with it.
     seen_catalog: u64,
+    /// Where the group's membership was then: a change made outside the
+    /// catalog (a damaged replica let go, see `repair`) needs a step too.
+    seen_membership: Option<u64>,
     in_progress: bool,
     running: Option<JoinHandle<bool>>,
 }
@@ -43,10 +46,18 @@ impl ReplicaMoves {
             .meta()
             .map(|m| m.shared.last_applied_index())
             .unwrap_or(0);
-        if applied == self.seen_catalog && !self.in_progress {
+        let membership = group
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .log_id()
+            .map(|l| l.index);
+        if applied == self.seen_catalog && membership == self.seen_membership && !self.in_progress {
             return;
         }
         self.seen_catalog = applied;
+        self.seen_membership = membership;
         let (node, group) = (node.clone(), group.clone());
         self.running = Some(tokio::spawn(async move { next_move(&node, &group).await }));
     }

@@ -42,8 +42,11 @@ async fn reconcile_once(node: &Arc<Node>) {
         .unwrap_or_default();
     let wanted_groups: BTreeSet<u64> = wanted.iter().map(|q| q.group).collect();
     for def in &wanted {
-        if let Err(e) = start_queue(node, def).await {
-            tracing::warn!(queue = %def.name, "cannot start queue replica yet: {e}");
+        match start_queue(node, def).await {
+            Ok(()) => {}
+            // Named once when found; `repair` takes it from there.
+            Err(StartError::Damaged { .. }) => {}
+            Err(e) => tracing::warn!(queue = %def.name, "cannot start queue replica yet: {e}"),
         }
     }
     resume_or_drop_leftovers(node, &wanted_groups).await;
@@ -101,11 +104,10 @@ async fn resume_or_drop_leftovers(node: &Arc<Node>, wanted: &BTreeSet<u64>) {
                     tracing::warn!(group = id, "cannot remove data of deleted group: {e}");
                 }
             }
-            (true, Some(def)) => {
-                if let Err(e) = start_queue(node, &def).await {
-                    tracing::warn!(queue = %def.name, "cannot resume a moved replica: {e}");
-                }
-            }
+            (true, Some(def)) => match start_queue(node, &def).await {
+                Ok(()) | Err(StartError::Damaged { .. }) => {}
+                Err(e) => tracing::warn!(queue = %def.name, "cannot resume a moved replica: {e}"),
+            },
         }
     }
 }
@@ -127,8 +129,12 @@ async fn start_queue(node: &Arc<Node>, def: &QueueDef) -> Result<(), StartError>
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
     // Only the replicas the group was created with initialize it; one added
-    // later waits for the leader to add it as a learner.
-    if !initialized && def.initial_replicas.contains(&node.id()) {
+    // later, or rebuilt after damage, waits for the leader to add it as a
+    // learner.
+    if !initialized
+        && def.initial_replicas.contains(&node.id())
+        && node.store().may_initialize(def.group)
+    {
         let members: BTreeMap<NodeId, BasicNode> = def
             .initial_replicas
             .iter()

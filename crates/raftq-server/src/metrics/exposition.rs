@@ -179,10 +179,25 @@ pub fn render(node: &Node) -> Result<String, std::fmt::Error> {
             "Publishes this node refused because a node of the cluster was in a memory or disk alarm.",
             &m.publishes_refused_by_alarm,
         ),
+        (
+            "raftq_damaged_replicas_found_total",
+            "Replicas on this node whose data failed its checks (checksum, a log or vote shorter than the durability ledger saw flushed, an unreadable snapshot, a storage error while running).",
+            &m.damage_found,
+        ),
+        (
+            "raftq_replicas_rebuilt_total",
+            "Damaged replicas here that their group's leader let go, discarded to be caught up afresh as learners.",
+            &m.replicas_rebuilt,
+        ),
     ] {
         e.counter(name, help, metric.0.clone());
     }
     register_alarms(&mut e, node);
+    e.register(
+        "raftq_damaged_replicas",
+        "Replicas on this node now damaged or being rebuilt: they neither vote nor acknowledge.",
+        ConstGauge::new(node.damage().own().len() as f64),
+    );
     e.register(
         "raftq_publish_commit_seconds",
         "Time from proposing a publish to its commit.",

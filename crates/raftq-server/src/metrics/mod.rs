@@ -110,4 +110,8 @@ pub struct NodeMetrics {
     pub alarms_raised: Counter,
     /// Publishes refused here because a node was in alarm.
     pub publishes_refused_by_alarm: Counter,
+    /// Replicas here found damaged (see `repair`).
+    pub damage_found: Counter,
+    /// Damaged replicas discarded to be caught up afresh.
+    pub replicas_rebuilt: Counter,
 }

@@ -19,6 +19,7 @@ pub enum ControlRpc {
     Identify,
     Join,
     GroupMembership,
+    ReleaseDamaged,
 }
 
 /// Sends `payload` to node `to` (0: whoever answers) at `addr` and returns
@@ -50,6 +51,7 @@ pub async fn call(
         ControlRpc::Identify => client.identify(request).await,
         ControlRpc::Join => client.join(request).await,
         ControlRpc::GroupMembership => client.group_membership(request).await,
+        ControlRpc::ReleaseDamaged => client.release_damaged(request).await,
     };
     Ok(reply?.into_inner().payload)
 }

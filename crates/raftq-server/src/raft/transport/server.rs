@@ -183,8 +183,9 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<RaftReply>, Status> {
         let req = self.authenticated(request)?;
         self.addressed(&req)?;
-        let (beat, alarms, incarnation) = decode::<NodeHeartbeat>(&req)?.split();
+        let (beat, alarms, incarnation, damaged) = decode::<NodeHeartbeat>(&req)?.split();
         self.node.heard_incarnation(req.from, incarnation);
+        self.node.damage().heard_from(req.from, damaged);
         self.node
             .alarms()
             .heard_from(req.from, alarms, std::time::Instant::now());
@@ -222,6 +223,15 @@ impl RaftPeer for PeerService {
             None => crate::meta::departure::Counted::Unknown,
         };
         reply(&counted)
+    }
+
+    async fn release_damaged(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let req = self.authenticated(request)?;
+        self.addressed(&req)?;
+        reply(&crate::repair::release::release(&self.node, req.group, req.from).await)
     }
 
     async fn read_index(

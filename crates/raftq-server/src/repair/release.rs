@@ -1,0 +1,72 @@
+//! The leader's side: takes a damaged replica out of the group's voters.
+
+use std::collections::BTreeSet;
+
+use openraft::ChangeMembers;
+
+use crate::ids::{GroupId, NodeId};
+use crate::node::Node;
+
+/// Ok once no committed configuration of `group` counts `damaged` as a
+/// voter: from then on its data can be discarded without weakening any
+/// quorum, and nothing it voted or acknowledged before counts.
+pub async fn release(node: &Node, group_id: GroupId, damaged: NodeId) -> Result<(), String> {
+    let me = node.id();
+    let group = node
+        .group(group_id)
+        .ok_or_else(|| format!("group {group_id} is not running on node {me}"))?;
+    if !group.is_leader() {
+        return Err(format!("node {me} does not lead group {group_id}"));
+    }
+    let (voters, committed) = {
+        let metrics = group.raft.metrics();
+        let m = metrics.borrow();
+        let config = &m.membership_config;
+        // Every configuration of a joint one: a node still voting in the old
+        // half still counts.
+        let voters: BTreeSet<NodeId> = config
+            .membership()
+            .get_joint_config()
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        let committed = match (config.log_id(), m.last_applied) {
+            (Some(at), Some(applied)) => at.index <= applied.index,
+            (None, _) => true,
+            _ => false,
+        };
+        (voters, committed)
+    };
+    if !voters.contains(&damaged) {
+        return if committed {
+            Ok(())
+        } else {
+            Err("a membership change is being committed; ask again".into())
+        };
+    }
+    if voters.len() <= 1 {
+        return Err(format!(
+            "node {damaged} holds the only voting replica of group {group_id}: nothing to rebuild it from"
+        ));
+    }
+    let queue = node
+        .with_catalog(|c| c.by_group(group_id).map(|d| d.name.clone()))
+        .flatten()
+        .unwrap_or_default();
+    tracing::warn!(
+        %queue,
+        group = group_id,
+        node = damaged,
+        "taking a damaged replica out of the group's voters; it will be caught up afresh as a learner"
+    );
+    group
+        .raft
+        .change_membership(
+            ChangeMembers::RemoveVoters(BTreeSet::from([damaged])),
+            false,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("removing node {damaged} from group {group_id}: {e}"))
+}

@@ -1,0 +1,56 @@
+//! Finds replicas that fail while running, starts each damaged replica's
+//! rebuild, and notes when a rebuilt replica votes again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::ids::GroupId;
+use crate::node::Node;
+use crate::raft::types::METADATA_GROUP;
+
+const EVERY: Duration = Duration::from_millis(500);
+
+pub async fn run(node: Arc<Node>) {
+    let mut rebuilds: HashMap<GroupId, JoinHandle<()>> = HashMap::new();
+    loop {
+        tokio::time::sleep(EVERY).await;
+        for group in node.groups() {
+            let failed = match &group.raft.metrics().borrow().running_state {
+                Ok(()) => None,
+                Err(fatal) => Some(fatal.to_string()),
+            };
+            if let Some(why) = failed {
+                node.take_out_damaged(
+                    group.id,
+                    format!("its Raft stopped on a storage error: {why}"),
+                )
+                .await;
+            }
+        }
+        rebuilds.retain(|_, task| !task.is_finished());
+        for note in node.damage().own() {
+            if note.group == METADATA_GROUP {
+                continue;
+            }
+            if note.rebuilding {
+                let voting = node
+                    .group(note.group)
+                    .is_some_and(|g| g.voter_ids().contains(&node.id()));
+                if voting {
+                    tracing::info!(
+                        group = note.group,
+                        "rebuilt replica caught up: a voter again"
+                    );
+                    node.damage().repaired(note.group);
+                }
+                continue;
+            }
+            rebuilds
+                .entry(note.group)
+                .or_insert_with(|| tokio::spawn(super::rebuild::run(node.clone(), note.group)));
+        }
+    }
+}
