@@ -266,3 +266,90 @@ async fn a_node_whose_database_is_gone_refuses_to_start_and_says_how_to_replace_
     let drained = assert_all_delivered(&cluster.addrs(&[1, 2]), "kept", &unacked).await;
     assert_none_redelivered("kept", &drained, &load.acked);
 }
+
+/// What became of a node restarted on a database with flipped bits.
+enum AfterFlip {
+    /// It found a damaged replica, named it, and rebuilt it.
+    Repaired,
+    /// It refused to start, saying how to replace it.
+    Refused,
+    /// Nothing it relies on was hit (the bits fell in free space).
+    Unharmed,
+}
+
+async fn restart_after_flip(cluster: &mut Cluster, at_fraction: f64) -> AfterFlip {
+    cluster.kill(DAMAGED);
+    let file = cluster.node(DAMAGED).data_dir.join("db/db");
+    let len = std::fs::metadata(&file).expect("sled's file").len() as f64;
+    flip_bytes(&file, (len * at_fraction) as usize, 4);
+    let seen = cluster.node(DAMAGED).log().len();
+    cluster.restart(DAMAGED);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = cluster.node(DAMAGED).log();
+        let since = &log[seen.min(log.len())..];
+        if since.contains("damaged replica:") {
+            assert_rebuilt(cluster, "flipped").await;
+            return AfterFlip::Repaired;
+        }
+        if cluster.nodes[(DAMAGED - 1) as usize].exited().is_some() {
+            let line = since
+                .lines()
+                .find(|l| l.contains("cannot trust its data"))
+                .unwrap_or_else(|| panic!("exited without saying why: {since}"));
+            assert!(
+                line.contains("remove-node 3") && line.contains("--join"),
+                "{line}"
+            );
+            return AfterFlip::Refused;
+        }
+        if Instant::now() > deadline {
+            return AfterFlip::Unharmed;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bits_flipped_in_the_database_file_are_found_never_served() {
+    let mut cluster = Cluster::start(3).await;
+    let (_, load) = start_load(&cluster, "flipped").await;
+    let mut outcomes = Vec::new();
+    // From the newest records (near the end of a young file) backwards,
+    // until a flip hits something.
+    for fraction in [0.97, 0.9, 0.75, 0.5, 0.25] {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let outcome = restart_after_flip(&mut cluster, fraction).await;
+        assert_no_panic(&cluster, DAMAGED);
+        match outcome {
+            AfterFlip::Unharmed => outcomes.push(format!("{fraction}: unharmed")),
+            AfterFlip::Repaired => {
+                outcomes.push(format!("{fraction}: damaged replica named and rebuilt"));
+                break;
+            }
+            AfterFlip::Refused => {
+                outcomes.push(format!("{fraction}: refused to start"));
+                // The runbook the refusal gives: remove node 3, start a new
+                // node; the queue grows back onto it.
+                let client = cluster.connect(&[1, 2]).await;
+                client.remove_node(DAMAGED).await.expect("remove node 3");
+                let four = cluster.add_node(&[1, 2]);
+                wait_voters(
+                    &cluster,
+                    1,
+                    "flipped",
+                    &[1, 2, four],
+                    Duration::from_secs(90),
+                )
+                .await;
+                break;
+            }
+        }
+    }
+    eprintln!("flips: {outcomes:?}");
+    let (confirmed, _) = load.producer.stop().await;
+    let unacked: BTreeSet<Bytes> = confirmed.difference(&load.acked).cloned().collect();
+    let live = cluster.running_ids();
+    let drained = assert_all_delivered(&cluster.addrs(&live), "flipped", &unacked).await;
+    assert_none_redelivered("flipped", &drained, &load.acked);
+}

@@ -47,16 +47,21 @@ pub async fn start_node(config: Config) -> Result<Arc<Node>, StartError> {
         node.clone(),
         snapshot_requests,
     ));
-    let meta = node
+    let meta = match node
         .start_group(METADATA_GROUP, GroupState::Catalog(Catalog::default()))
         .await
-        .map_err(|e| match e {
-            StartError::Damaged { why, .. } => StartError::Refused(replace_instructions(
-                node.config(),
-                &format!("its replica of the metadata group is damaged: {why}"),
-            )),
-            e => e,
-        })?;
+    {
+        Ok(meta) => meta,
+        Err(StartError::Damaged { why, .. }) => crate::repair::metadata::rebuild(&node, &why)
+            .await
+            .map_err(|e| match e {
+                StartError::Refused(why) => {
+                    StartError::Refused(replace_instructions(node.config(), &why))
+                }
+                e => e,
+            })?,
+        Err(e) => return Err(e),
+    };
     let initialized = meta
         .raft
         .is_initialized()
@@ -64,11 +69,14 @@ pub async fn start_node(config: Config) -> Result<Arc<Node>, StartError> {
         .map_err(|e| StartError::Raft(e.to_string()))?;
     if !initialized {
         let config = node.config();
-        if !config.initial_cluster.contains_key(&config.id) {
-            if config.join.is_empty() {
+        let listed = config.initial_cluster.contains_key(&config.id);
+        // A replica discarded after damage never initializes: it joins.
+        if !listed || !node.store().may_initialize(METADATA_GROUP) {
+            let peers = crate::repair::metadata::peer_addrs(&node);
+            if peers.is_empty() {
                 return Err(StartError::NotBootstrapped);
             }
-            tokio::spawn(crate::meta::membership::join_cluster(node.clone()));
+            tokio::spawn(crate::meta::membership::join_cluster(node.clone(), peers));
         } else {
             let members: BTreeMap<NodeId, BasicNode> = config
                 .initial_cluster

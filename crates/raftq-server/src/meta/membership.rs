@@ -292,9 +292,10 @@ async fn caught_up(group: &Group, id: NodeId, timeout: Duration) -> bool {
     false
 }
 
-/// A new node's side of a join: asks the nodes of `--join` in turn until the
-/// cluster has made it a voter of the metadata group.
-pub async fn join_cluster(node: Arc<Node>) {
+/// A new node's side of a join (or a node whose metadata replica was
+/// rebuilt): asks the nodes at `addrs` in turn until the cluster has made it
+/// a voter of the metadata group.
+pub async fn join_cluster(node: Arc<Node>, addrs: Vec<String>) {
     let request = JoinRequest {
         node: node.id(),
         addr: node.config().advertise.clone(),
@@ -305,8 +306,17 @@ pub async fn join_cluster(node: Arc<Node>) {
         return;
     };
     loop {
-        for addr in &node.config().join {
+        for addr in &addrs {
             if is_voter(&node) {
+                if node
+                    .damage()
+                    .own()
+                    .iter()
+                    .any(|d| d.group == METADATA_GROUP)
+                {
+                    tracing::info!("rebuilt metadata replica caught up: a voter again");
+                    node.damage().repaired(METADATA_GROUP);
+                }
                 return;
             }
             let reply = call(
@@ -321,6 +331,7 @@ pub async fn join_cluster(node: Arc<Node>) {
             match reply.map(|r| wire::decode::<Result<(), String>>(&r)) {
                 Ok(Ok(Ok(()))) => {
                     tracing::info!(via = %addr, "joined the cluster");
+                    node.damage().repaired(METADATA_GROUP);
                     return;
                 }
                 Ok(Ok(Err(why))) => tracing::warn!(via = %addr, "join refused for now: {why}"),

@@ -8,6 +8,7 @@
 //! again through the usual replica moves.
 
 pub mod book;
+pub mod metadata;
 pub mod rebuild;
 pub mod release;
 pub mod watch;
