@@ -3,10 +3,11 @@
 # network namespace when run as root, so partitions are real), producers and
 # consumers under load, and a seeded nemesis killing leaders, pausing nodes,
 # cutting the network, restarting the cluster and (--membership) replacing
-# nodes and moving replicas and leaders; then a checker over the
+# nodes and moving replicas and leaders, and (--storage-faults) damaging one
+# stopped node's files; then a checker over the
 # complete history.
 #
-#   scripts/chaos.sh [--duration 150s] [--nodes 3|5] [--seed N] [--membership] [--out DIR]
+#   scripts/chaos.sh [--duration 150s] [--nodes 3|5] [--seed N] [--membership] [--storage-faults] [--out DIR]
 #
 # Ends with one JSON line (faults, confirmed, lost, unexpected, resurrected,
 # fifo_violations, split_brain, offset_conflicts, replica_divergence,

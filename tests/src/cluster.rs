@@ -102,18 +102,26 @@ impl ClusterBuilder {
             .enumerate()
             .map(|(i, p)| {
                 let id = i as u64 + 1;
-                let dir = self
+                let own_dir = self
                     .data_dirs
                     .iter()
                     .find(|(n, _)| *n == id)
-                    .map(|(_, d)| d.clone())
+                    .map(|(_, d)| d.clone());
+                let dir = own_dir
+                    .clone()
                     .unwrap_or_else(|| root.path().join(format!("node{id}")));
-                NodeProc::new(
+                let mut node = NodeProc::new(
                     id,
                     format!("127.0.0.1:{p}"),
                     format!("127.0.0.1:{}", free_port()),
                     dir,
-                )
+                );
+                // A data dir of the test's own (a small filesystem it fills)
+                // must not also have to hold the log that tells what happened.
+                if own_dir.is_some() {
+                    node.log_path = root.path().join(format!("node{id}.log"));
+                }
+                node
             })
             .collect();
         let mut proxies = Vec::new();

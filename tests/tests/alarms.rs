@@ -405,3 +405,105 @@ async fn heard_of_an_alarm(cluster: &Cluster, via: u64) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Fills a filesystem to the last byte: a file written in 1 MiB pieces
+/// until the write fails.
+fn fill_up(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("ballast");
+    let mut file = std::fs::File::create(&path).expect("ballast");
+    let chunk = vec![0u8; MIB];
+    for _ in 0..100_000 {
+        if file.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    // The last partial chunk too: byte by byte would take long, 4 KiB will do.
+    for _ in 0..MIB / 4096 {
+        if file.write_all(&chunk[..4096]).is_err() {
+            break;
+        }
+    }
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_the_node_with_its_log_intact_and_it_resumes_once_space_returns() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: the full-disk test mounts a tmpfs, which needs root");
+        return;
+    }
+    let disk = Tmpfs::mount(128);
+    let cluster_dir = disk.path().join("node1");
+    // The alarm off: the disk is to fill for real, past any margin.
+    let mut cluster = Cluster::builder(3)
+        .data_dir(1, cluster_dir)
+        .args(["--disk-free-limit-mib", "0"])
+        .start()
+        .await;
+    cluster.create_queue("full", QueueOptions::default()).await;
+    let via = 2;
+    let mut confirmed =
+        publish_riding_out_elections(&cluster, via, batch("full", "before", 20, 1000))
+            .await
+            .expect("publish with room");
+    let ballast = fill_up(disk.path());
+    // Nodes 2 and 3 still make a majority: publishing goes on, and node 1
+    // fails its next write.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = cluster.nodes[0].exited() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 1 kept running on a full disk"
+        );
+        confirmed.extend(
+            publish_riding_out_elections(&cluster, via, batch("full", "during", 20, 1000))
+                .await
+                .expect("the majority with room confirms"),
+        );
+    };
+    assert_eq!(
+        status.code(),
+        Some(74),
+        "{}",
+        cluster.node(1).log_tail(3000)
+    );
+    let log = cluster.node(1).log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("stopping:") && l.contains("free space")),
+        "no clear line: {}",
+        cluster.node(1).log_tail(3000)
+    );
+    assert!(
+        !log.contains("panicked") && !log.contains("internal panic"),
+        "{log}"
+    );
+
+    std::fs::remove_file(&ballast).expect("remove ballast");
+    let seen = log.len();
+    cluster.restart(1);
+    cluster
+        .wait_caught_up(1, "full", Duration::from_secs(60))
+        .await;
+    let after = cluster.node(1).log();
+    let after = &after[seen.min(after.len())..];
+    assert!(
+        !after.contains("damaged replica"),
+        "a full disk is no damage: {after}"
+    );
+    confirmed.extend(
+        publish_riding_out_elections(&cluster, 1, batch("full", "after", 20, 1000))
+            .await
+            .expect("writes resume through node 1"),
+    );
+    assert_drains(&cluster, &[1], "full", &confirmed, Duration::from_secs(60)).await;
+    eprintln!(
+        "full disk: node 1 stopped cleanly, {} confirmed, none lost",
+        confirmed.len()
+    );
+}

@@ -43,6 +43,7 @@ pub struct FlushStats {
 pub struct GroupCommitter {
     tx: mpsc::Sender<Job>,
     stats: Arc<FlushStats>,
+    failed: Arc<parking_lot::Mutex<Option<String>>>,
 }
 
 impl GroupCommitter {
@@ -52,14 +53,26 @@ impl GroupCommitter {
         let (tx, rx) = mpsc::channel::<Job>();
         let stats = Arc::new(FlushStats::default());
         let thread_stats = stats.clone();
+        let failed = Arc::new(parking_lot::Mutex::new(None));
+        let thread_failed = failed.clone();
         // A plain thread, not a tokio task: flush blocks on the disk, and keeping it
         // off the runtime keeps Raft heartbeats punctual while the disk is slow.
         std::thread::Builder::new()
             .name("raftq-group-commit".into())
-            .spawn(move || run(db, ledger, rx, thread_stats))
+            .spawn(move || run(db, ledger, rx, thread_stats, thread_failed))
             .map(|_| ())
             .unwrap_or_else(|e| tracing::error!("cannot start group-commit thread: {e}"));
-        Self { tx, stats }
+        Self { tx, stats, failed }
+    }
+
+    /// Why the database could not be written, once a write or a flush
+    /// failed (a full disk, an I/O error). sled keeps failing after one
+    /// (its error is sticky), and after a failed fsync the kernel's copy of
+    /// the data cannot be trusted either (PostgreSQL's fsync lesson): the
+    /// node must stop and recover from what is on disk. Nothing written
+    /// since the last good flush was acknowledged.
+    pub fn failure(&self) -> Option<String> {
+        self.failed.lock().clone()
     }
 
     /// Calls `done` once everything written to the Db before this call is on disk.
@@ -137,13 +150,25 @@ impl GroupCommitter {
     }
 }
 
-fn run(db: sled::Db, ledger: Ledger, rx: mpsc::Receiver<Job>, stats: Arc<FlushStats>) {
+fn run(
+    db: sled::Db,
+    ledger: Ledger,
+    rx: mpsc::Receiver<Job>,
+    stats: Arc<FlushStats>,
+    failed: Arc<parking_lot::Mutex<Option<String>>>,
+) {
+    let fail = |why: String| {
+        failed.lock().get_or_insert(why);
+    };
     let mut batch: Vec<(Option<std::io::Error>, Completion)> = Vec::with_capacity(1024);
     // `recv` fails only when every sender is gone: the node is shutting down.
     while let Ok(first) = rx.recv() {
         let mut durable = false;
         for job in std::iter::once(first).chain(rx.try_iter()) {
             let failed = job.write.and_then(|write| write().err());
+            if let Some(e) = &failed {
+                fail(format!("a write to the database failed: {e}"));
+            }
             if job.durable {
                 durable = true;
                 batch.push((failed, job.done));
@@ -172,6 +197,7 @@ fn run(db: sled::Db, ledger: Ledger, rx: mpsc::Receiver<Job>, stats: Arc<FlushSt
             }
             Err(e) => {
                 tracing::error!("sled flush failed: {e}");
+                fail(format!("flushing the database failed: {e}"));
                 Some(e.to_string())
             }
         };

@@ -291,6 +291,34 @@ impl Cluster {
         Ok(())
     }
 
+    pub fn data_dir(&self, id: u64) -> anyhow::Result<PathBuf> {
+        Ok(self.node(id)?.data_dir.clone())
+    }
+
+    /// Whether node `id`'s process ended by itself (refused to start).
+    pub fn exited(&mut self, id: u64) -> anyhow::Result<bool> {
+        let node = self.node_mut(id)?;
+        let Some(child) = node.child.as_mut() else {
+            return Ok(false);
+        };
+        if child.try_wait()?.is_some() {
+            node.child = None;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Bytes of node `id`'s log so far, to read what a later start writes.
+    pub fn log_len(&self, id: u64) -> anyhow::Result<u64> {
+        Ok(std::fs::metadata(&self.node(id)?.log).map_or(0, |m| m.len()))
+    }
+
+    pub fn log_since(&self, id: u64, from: u64) -> anyhow::Result<String> {
+        let all = std::fs::read(&self.node(id)?.log).unwrap_or_default();
+        let from = (from as usize).min(all.len());
+        Ok(String::from_utf8_lossy(&all[from..]).into_owned())
+    }
+
     pub fn pause(&mut self, id: u64) -> anyhow::Result<()> {
         self.signal(id, libc::SIGSTOP)
     }

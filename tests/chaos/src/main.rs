@@ -8,6 +8,7 @@ mod membership_faults;
 mod nemesis;
 mod net;
 mod report;
+mod storage_faults;
 mod stream_workload;
 mod tls;
 mod workload;
@@ -66,6 +67,12 @@ struct Args {
     /// leaders. Nodes run with --heal-after-secs 30.
     #[arg(long)]
     membership: bool,
+    /// Also make storage faults: a node stopped, bits flipped in its
+    /// database or a snapshot file or its database file cut short, then
+    /// restarted; it must rebuild the damage or refuse to start (then it is
+    /// replaced under a new id).
+    #[arg(long)]
+    storage_faults: bool,
     /// Nodes serve plaintext (with --insecure) and authenticate nobody,
     /// instead of TLS with a CA made for the run and an auth file.
     #[arg(long)]
@@ -264,7 +271,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     ));
 
     let mut events: Vec<Event> = Vec::new();
-    let mut nemesis = nemesis::Nemesis::new(args.seed, queues.clone(), args.membership);
+    let kinds = nemesis::Kinds {
+        partitions: false,
+        membership: args.membership,
+        storage: args.storage_faults,
+    };
+    let mut nemesis = nemesis::Nemesis::new(args.seed, queues.clone(), kinds);
     // Load first, then faults until the deadline, each followed by recovery.
     tokio::time::sleep(Duration::from_secs(3)).await;
     while started.elapsed() < args.duration {
@@ -319,10 +331,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .iter()
         .map(|k| nemesis.counts.get(k).copied().unwrap_or(0))
         .sum();
+    let storage = nemesis.counts.get("corrupt-node").copied().unwrap_or(0);
     let summary = serde_json::json!({
         "nodes": args.nodes, "seed": args.seed, "duration_s": args.duration.as_secs(),
         "faults": report.faults, "leader_kills": kills, "partitions": partitions,
-        "membership_changes": membership,
+        "membership_changes": membership, "storage_faults": storage,
         "fault_kinds": nemesis.counts,
         "confirmed": report.confirmed, "failed_publishes": report.failed_publishes,
         "delivered": report.delivered, "acked": report.acked,
@@ -341,7 +354,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         )?,
     )?;
     println!(
-        "chaos: {} faults ({kills} leader kills, {partitions} partitions, {membership} membership changes), {} confirmed, {} delivered, {} acked; \
+        "chaos: {} faults ({kills} leader kills, {partitions} partitions, {membership} membership changes, {storage} storage faults), {} confirmed, {} delivered, {} acked; \
          {} stream reads; lost {}, unexpected {}, resurrected {}, duplicates {} (allowed), FIFO violations {}, \
          split brain {}, offset conflicts {}, divergent replicas {}; failover median {} ms, max {} ms",
         report.faults, report.confirmed, report.delivered, report.acked, report.stream_reads, report.lost,

@@ -132,7 +132,7 @@ pub async fn move_leader(
     ))
 }
 
-async fn wait_voter(admin: &Client, id: u64) -> anyhow::Result<()> {
+pub async fn wait_voter(admin: &Client, id: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + SETTLE;
     while Instant::now() < deadline {
         if let Ok(status) = admin.cluster_status().await {

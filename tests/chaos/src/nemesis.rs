@@ -11,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use crate::cluster::Cluster;
 use crate::membership_faults;
 use crate::net::Net;
+use crate::storage_faults;
 use crate::workload::Recorder;
 use raftq_chaos::history::Event;
 
@@ -27,6 +28,7 @@ pub enum Fault {
     CycleNode,
     MoveReplica,
     MoveLeader,
+    CorruptNode,
 }
 
 impl Fault {
@@ -43,13 +45,27 @@ impl Fault {
             Fault::CycleNode => "cycle-node",
             Fault::MoveReplica => "move-replica",
             Fault::MoveLeader => "move-leader",
+            Fault::CorruptNode => "corrupt-node",
         }
     }
 }
 
+/// Which kinds of fault a run makes besides process faults.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Kinds {
+    pub partitions: bool,
+    pub membership: bool,
+    pub storage: bool,
+}
+
 /// Weighted choice: leader kills most often; partitions only with
-/// namespaces; membership faults only when asked for.
-pub fn choose(rng: &mut StdRng, partitions: bool, membership: bool) -> Fault {
+/// namespaces; membership and storage faults only when asked for.
+pub fn choose(rng: &mut StdRng, kinds: Kinds) -> Fault {
+    let Kinds {
+        partitions,
+        membership,
+        storage,
+    } = kinds;
     let mut table: Vec<(Fault, u32)> = if partitions {
         vec![
             (Fault::KillLeader, 40),
@@ -75,6 +91,9 @@ pub fn choose(rng: &mut StdRng, partitions: bool, membership: bool) -> Fault {
             (Fault::MoveReplica, 8),
             (Fault::MoveLeader, 8),
         ]);
+    }
+    if storage {
+        table.push((Fault::CorruptNode, 10));
     }
     let total: u32 = table.iter().map(|(_, w)| w).sum();
     let mut roll = rng.gen_range(0..total);
@@ -104,16 +123,17 @@ async fn leader_of(addrs: &[String], queue: &str) -> Option<u64> {
 pub struct Nemesis {
     pub rng: StdRng,
     pub queues: Vec<String>,
-    pub membership: bool,
+    pub kinds: Kinds,
     pub counts: std::collections::BTreeMap<&'static str, u32>,
 }
 
 impl Nemesis {
-    pub fn new(seed: u64, queues: Vec<String>, membership: bool) -> Self {
+    /// `kinds.partitions` is decided per strike by whether a network is given.
+    pub fn new(seed: u64, queues: Vec<String>, kinds: Kinds) -> Self {
         Self {
             rng: StdRng::seed_from_u64(seed),
             queues,
-            membership,
+            kinds,
             counts: Default::default(),
         }
     }
@@ -125,7 +145,11 @@ impl Nemesis {
         net: Option<&Net>,
         rec: &Recorder,
     ) -> anyhow::Result<()> {
-        let fault = choose(&mut self.rng, net.is_some(), self.membership);
+        let kinds = Kinds {
+            partitions: net.is_some(),
+            ..self.kinds
+        };
+        let fault = choose(&mut self.rng, kinds);
         let queue = self.queues[self.rng.gen_range(0..self.queues.len())].clone();
         let ids = cluster.ids();
         let n = ids.len();
@@ -225,6 +249,7 @@ impl Nemesis {
             (Fault::MoveLeader, _) => {
                 membership_faults::move_leader(cluster, &queue, &mut self.rng).await?
             }
+            (Fault::CorruptNode, _) => storage_faults::corrupt_node(cluster, &mut self.rng).await?,
         };
         let end = rec.now();
         *self.counts.entry(fault.name()).or_default() += 1;

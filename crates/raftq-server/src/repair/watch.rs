@@ -17,6 +17,17 @@ pub async fn run(node: Arc<Node>) {
     let mut rebuilds: HashMap<GroupId, JoinHandle<()>> = HashMap::new();
     loop {
         tokio::time::sleep(EVERY).await;
+        // First: a group stopped by a failed write is no damaged replica.
+        if let Some(why) = node.store().committer().failure() {
+            tracing::error!(
+                node = node.id(),
+                data_dir = %node.config().data_dir.display(),
+                "stopping: {why}. Nothing written since the last good flush was acknowledged, \
+                 and what is on disk is intact; free space (or fix the disk) and start the \
+                 node again"
+            );
+            std::process::exit(74);
+        }
         for group in node.groups() {
             let failed = match &group.raft.metrics().borrow().running_state {
                 Ok(()) => None,
