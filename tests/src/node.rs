@@ -195,6 +195,10 @@ impl NodeProc {
     /// SIGKILL without waiting; `reap` collects the exit. Splitting the two lets a
     /// test kill several nodes at the same instant.
     pub fn send_kill(&mut self) {
+        // One that ended by itself (refused to start) is reaped already.
+        if self.exited().is_some() {
+            return;
+        }
         if let Some(pid) = self.pid() {
             // A stopped process dies on SIGKILL too; SIGCONT first anyway, so no
             // signal is left pending for a process that is about to go.

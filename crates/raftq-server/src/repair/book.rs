@@ -14,6 +14,9 @@ pub struct DamageNote {
     /// False while it waits for its leader to let it go; true once its data
     /// is discarded and it catches up as a learner.
     pub rebuilding: bool,
+    /// The log index of the group configuration that let it go: a voter
+    /// again only through a later one.
+    pub released_at: u64,
     pub why: String,
 }
 
@@ -35,15 +38,17 @@ impl DamageBook {
             DamageNote {
                 group,
                 rebuilding: false,
+                released_at: 0,
                 why,
             },
         );
         true
     }
 
-    pub fn rebuilding(&self, group: GroupId) {
+    pub fn rebuilding(&self, group: GroupId, released_at: u64) {
         if let Some(note) = self.own.lock().get_mut(&group) {
             note.rebuilding = true;
+            note.released_at = released_at;
         }
     }
 
@@ -79,7 +84,7 @@ mod tests {
         assert!(book.found(4, "checksum".into()));
         assert!(!book.found(4, "again".into()), "reported once");
         assert!(book.is_damaged(4));
-        book.rebuilding(4);
+        book.rebuilding(4, 17);
         assert!(!book.is_damaged(4), "a discarded replica may run again");
         assert_eq!(book.own().len(), 1);
         assert!(book.found(4, "damaged again while rebuilding".into()));

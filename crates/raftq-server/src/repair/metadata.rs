@@ -47,7 +47,7 @@ pub async fn rebuild(node: &Arc<Node>, why: &str) -> Result<Arc<Group>, StartErr
     }
     let deadline = tokio::time::Instant::now() + GIVE_UP_AFTER;
     let mut last_refusal = String::from("no peer answered");
-    'ask: loop {
+    let released_at = 'ask: loop {
         for addr in &addrs {
             let answer = control::call(
                 node.pool(),
@@ -58,8 +58,8 @@ pub async fn rebuild(node: &Arc<Node>, why: &str) -> Result<Arc<Group>, StartErr
                 RELEASE_TIMEOUT,
             )
             .await;
-            match answer.map(|b| wire::decode::<Result<(), String>>(&b)) {
-                Ok(Ok(Ok(()))) => break 'ask,
+            match answer.map(|b| wire::decode::<Result<u64, String>>(&b)) {
+                Ok(Ok(Ok(at))) => break 'ask at,
                 Ok(Ok(Err(why))) => last_refusal = format!("{addr}: {why}"),
                 Ok(Err(e)) => last_refusal = format!("{addr}: unreadable answer: {e}"),
                 Err(e) => last_refusal = format!("{addr}: {}", e.message()),
@@ -73,7 +73,7 @@ pub async fn rebuild(node: &Arc<Node>, why: &str) -> Result<Arc<Group>, StartErr
             )));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    };
     tracing::warn!(
         "the metadata group no longer counts this node's damaged replica: discarding it and \
          joining again under the same id"
@@ -82,7 +82,7 @@ pub async fn rebuild(node: &Arc<Node>, why: &str) -> Result<Arc<Group>, StartErr
     store
         .never_initialize(METADATA_GROUP)
         .and_then(|()| store.remove_group(METADATA_GROUP))?;
-    node.damage().rebuilding(METADATA_GROUP);
+    node.damage().rebuilding(METADATA_GROUP, released_at);
     node.metrics().replicas_rebuilt.inc();
     node.start_group(
         METADATA_GROUP,

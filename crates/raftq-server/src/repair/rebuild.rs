@@ -69,8 +69,8 @@ pub async fn run(node: Arc<Node>, group: GroupId) {
                 RELEASE_TIMEOUT,
             )
             .await;
-            match answer.map(|b| wire::decode::<Result<(), String>>(&b)) {
-                Ok(Ok(Ok(()))) => {
+            match answer.map(|b| wire::decode::<Result<u64, String>>(&b)) {
+                Ok(Ok(Ok(released_at))) => {
                     tracing::warn!(
                         queue = %def.name,
                         group,
@@ -79,7 +79,7 @@ pub async fn run(node: Arc<Node>, group: GroupId) {
                          catching up from the leader as a learner"
                     );
                     if discard(&node, group) {
-                        node.damage().rebuilding(group);
+                        node.damage().rebuilding(group, released_at);
                         node.metrics().replicas_rebuilt.inc();
                         return;
                     }

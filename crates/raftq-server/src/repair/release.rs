@@ -9,8 +9,10 @@ use crate::node::Node;
 
 /// Ok once no committed configuration of `group` counts `damaged` as a
 /// voter: from then on its data can be discarded without weakening any
-/// quorum, and nothing it voted or acknowledged before counts.
-pub async fn release(node: &Node, group_id: GroupId, damaged: NodeId) -> Result<(), String> {
+/// quorum, and nothing it voted or acknowledged before counts. The answer is
+/// the log index of that configuration: only a later one can make the
+/// rebuilt replica a voter again.
+pub async fn release(node: &Node, group_id: GroupId, damaged: NodeId) -> Result<u64, String> {
     let me = node.id();
     let group = node
         .group(group_id)
@@ -18,7 +20,7 @@ pub async fn release(node: &Node, group_id: GroupId, damaged: NodeId) -> Result<
     if !group.is_leader() {
         return Err(format!("node {me} does not lead group {group_id}"));
     }
-    let (voters, committed) = {
+    let (voters, committed, at) = {
         let metrics = group.raft.metrics();
         let m = metrics.borrow();
         let config = &m.membership_config;
@@ -36,11 +38,11 @@ pub async fn release(node: &Node, group_id: GroupId, damaged: NodeId) -> Result<
             (None, _) => true,
             _ => false,
         };
-        (voters, committed)
+        (voters, committed, config.log_id().map_or(0, |l| l.index))
     };
     if !voters.contains(&damaged) {
         return if committed {
-            Ok(())
+            Ok(at)
         } else {
             Err("a membership change is being committed; ask again".into())
         };
@@ -67,6 +69,6 @@ pub async fn release(node: &Node, group_id: GroupId, damaged: NodeId) -> Result<
             false,
         )
         .await
-        .map(|_| ())
+        .map(|written| written.log_id.index)
         .map_err(|e| format!("removing node {damaged} from group {group_id}: {e}"))
 }

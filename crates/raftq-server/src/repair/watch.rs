@@ -47,9 +47,15 @@ pub async fn run(node: Arc<Node>) {
                 continue;
             }
             if note.rebuilding {
-                let voting = node
-                    .group(note.group)
-                    .is_some_and(|g| g.voter_ids().contains(&node.id()));
+                // A voter in a configuration made after the one that let it
+                // go: replaying older ones on the way does not count.
+                let voting = node.group(note.group).is_some_and(|g| {
+                    let metrics = g.raft.metrics();
+                    let m = metrics.borrow();
+                    let config = &m.membership_config;
+                    config.log_id().is_some_and(|l| l.index > note.released_at)
+                        && config.membership().voter_ids().any(|v| v == node.id())
+                });
                 if voting {
                     tracing::info!(
                         group = note.group,
