@@ -15,6 +15,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::disk_sync::DiskSync;
 use crate::ledger::Ledger;
 
 type Completion = Box<dyn FnOnce(Result<(), std::io::Error>) + Send>;
@@ -49,7 +50,7 @@ pub struct GroupCommitter {
 impl GroupCommitter {
     /// `ledger` hears of every successful flush, so the marks staged by
     /// the writes before it count as durable.
-    pub(crate) fn start(db: sled::Db, ledger: Ledger) -> Self {
+    pub(crate) fn start(db: sled::Db, disk: Arc<DiskSync>, ledger: Ledger) -> Self {
         let (tx, rx) = mpsc::channel::<Job>();
         let stats = Arc::new(FlushStats::default());
         let thread_stats = stats.clone();
@@ -59,7 +60,7 @@ impl GroupCommitter {
         // off the runtime keeps Raft heartbeats punctual while the disk is slow.
         std::thread::Builder::new()
             .name("raftq-group-commit".into())
-            .spawn(move || run(db, ledger, rx, thread_stats, thread_failed))
+            .spawn(move || run(db, disk, ledger, rx, thread_stats, thread_failed))
             .map(|_| ())
             .unwrap_or_else(|e| tracing::error!("cannot start group-commit thread: {e}"));
         Self { tx, stats, failed }
@@ -152,6 +153,7 @@ impl GroupCommitter {
 
 fn run(
     db: sled::Db,
+    disk: Arc<DiskSync>,
     ledger: Ledger,
     rx: mpsc::Receiver<Job>,
     stats: Arc<FlushStats>,
@@ -180,7 +182,10 @@ fn run(
             continue;
         }
         let started = Instant::now();
-        let result = db.flush().map(|_| ());
+        let result = db
+            .flush()
+            .map(|_| ())
+            .and_then(|()| disk.after_flush().map_err(sled::Error::from));
         let micros = started.elapsed().as_micros() as u64;
         stats.flushes.fetch_add(1, Ordering::Relaxed);
         stats

@@ -32,7 +32,7 @@ impl NodeStore {
     pub fn record_identity(&self, identity: &Identity) -> Result<(), StoreError> {
         let tree = self.node_meta()?;
         tree.insert(KEY, checksum::encode_sealed(identity)?)?;
-        tree.flush()?;
+        self.flush_durably()?;
         Ok(())
     }
 

@@ -13,6 +13,7 @@ mod checksum;
 mod codec;
 mod committer;
 mod damage;
+mod disk_sync;
 mod identity;
 mod ledger;
 mod log_cleaner;

@@ -3,10 +3,12 @@
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use openraft::RaftTypeConfig;
 
 use crate::committer::GroupCommitter;
+use crate::disk_sync::DiskSync;
 use crate::ledger::Ledger;
 use crate::log_cleaner::LogCleaner;
 use crate::log_store::LogStore;
@@ -23,6 +25,7 @@ pub struct NodeStore {
     committer: GroupCommitter,
     cleaner: LogCleaner,
     ledger: Ledger,
+    disk: Arc<DiskSync>,
 }
 
 /// Names this data layout (sealed values, the durability ledger) in the
@@ -41,8 +44,9 @@ impl NodeStore {
         std::fs::create_dir_all(&snapshot_dir)?;
         let db_path = data_dir.join("db");
         let db = open_db(&db_path)?;
+        let disk = Arc::new(DiskSync::open(&db_path)?);
         let ledger = Ledger::open(data_dir)?;
-        let committer = GroupCommitter::start(db.clone(), ledger.clone());
+        let committer = GroupCommitter::start(db.clone(), disk.clone(), ledger.clone());
         let store = Self {
             db,
             db_path,
@@ -50,6 +54,7 @@ impl NodeStore {
             committer,
             cleaner: LogCleaner::start(),
             ledger,
+            disk,
         };
         store.check_format()?;
         Ok(store)
@@ -85,7 +90,7 @@ impl NodeStore {
             ))),
             None if blank => {
                 tree.insert(FORMAT_KEY, FORMAT)?;
-                tree.flush()?;
+                self.flush_durably()?;
                 Ok(())
             }
             None => Err(unusable(
@@ -94,6 +99,13 @@ impl NodeStore {
                     .into(),
             )),
         }
+    }
+
+    /// Flushes and fsyncs, outside the group commit (rare node-level facts).
+    pub(crate) fn flush_durably(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        self.disk.after_flush()?;
+        Ok(())
     }
 
     /// The sled database's directory, named in damage reports.
@@ -144,7 +156,7 @@ impl NodeStore {
     pub fn never_initialize(&self, group: u64) -> Result<(), StoreError> {
         let tree = self.node_meta()?;
         tree.insert(joins_only_key(group), &[1u8])?;
-        tree.flush()?;
+        self.flush_durably()?;
         Ok(())
     }
 
