@@ -43,13 +43,17 @@ enum Cmd {
 }
 
 #[derive(Args)]
-#[group(required = true, multiple = false, id = "socket")]
 struct Target {
     /// Control socket of the mount.
-    #[arg(long, value_name = "SOCKET", group = "socket")]
+    #[arg(
+        long,
+        value_name = "SOCKET",
+        required_unless_present = "mountpoint",
+        conflicts_with = "mountpoint"
+    )]
     control: Option<PathBuf>,
     /// Mountpoint, to use its default control socket.
-    #[arg(long, value_name = "DIR", group = "socket")]
+    #[arg(long, value_name = "DIR")]
     mountpoint: Option<PathBuf>,
     /// Only this directory of the mount (relative to its root).
     #[arg(long, value_name = "DIR", default_value = "")]

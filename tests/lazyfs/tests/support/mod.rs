@@ -59,7 +59,8 @@ impl Lazy {
         let root = dir.path().canonicalize().expect("canonical tempdir");
         let backing = root.join("backing");
         let mnt = root.join("mnt");
-        let control = root.join("control.sock");
+        // The default socket (not --control), so that path is tested too.
+        let control = raftq_lazyfs::mount::default_control_path(&mnt);
         std::fs::create_dir(&backing).expect("mkdir backing");
         std::fs::create_dir(&mnt).expect("mkdir mnt");
         let child = Command::new(env!("CARGO_BIN_EXE_raftq-lazyfs"))
@@ -68,8 +69,6 @@ impl Lazy {
             .arg(&backing)
             .arg("--mountpoint")
             .arg(&mnt)
-            .arg("--control")
-            .arg(&control)
             .stdout(Stdio::null())
             .spawn()
             .expect("start raftq-lazyfs");
