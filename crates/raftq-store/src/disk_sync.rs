@@ -49,7 +49,10 @@ impl DiskSync {
         };
         for entry in dir {
             let entry = entry?;
-            let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok())
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
             else {
                 continue;
             };

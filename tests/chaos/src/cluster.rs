@@ -67,6 +67,8 @@ pub struct Launch {
     pub extra_args: Vec<String>,
     /// `None`: plaintext nodes.
     pub pki: Option<RunPki>,
+    /// Where data dirs go (the power-loss file system), if not beside the logs.
+    pub data_root: Option<PathBuf>,
 }
 
 pub struct Cluster {
@@ -75,6 +77,7 @@ pub struct Cluster {
     slots: Vec<String>,
     namespaces: Vec<Option<String>>,
     dir: PathBuf,
+    data_root: PathBuf,
     raftqd: PathBuf,
     initial: String,
     extra_args: Vec<String>,
@@ -100,6 +103,7 @@ impl Cluster {
             raftqd,
             extra_args,
             pki,
+            data_root,
         } = launch;
         let (slots, namespaces): (Vec<String>, Vec<Option<String>>) = (1..=n + spare)
             .map(|i| match net {
@@ -116,6 +120,7 @@ impl Cluster {
             slots,
             namespaces,
             dir: dir.to_path_buf(),
+            data_root: data_root.unwrap_or_else(|| dir.to_path_buf()),
             raftqd,
             initial,
             extra_args,
@@ -138,7 +143,7 @@ impl Cluster {
             slot,
             addr,
             ns: self.namespaces[slot - 1].clone(),
-            data_dir: self.dir.join(format!("node{id}")),
+            data_dir: self.data_root.join(format!("node{id}")),
             log: self.dir.join(format!("node{id}.log")),
             join,
             child: None,

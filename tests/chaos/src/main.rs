@@ -7,6 +7,7 @@ mod cluster;
 mod membership_faults;
 mod nemesis;
 mod net;
+mod power;
 mod report;
 mod storage_faults;
 mod stream_workload;
@@ -73,6 +74,19 @@ struct Args {
     /// replaced under a new id).
     #[arg(long)]
     storage_faults: bool,
+    /// Also cut the power: every node's data dir on a file system that
+    /// drops whatever was not fsynced (tests/lazyfs), and a node, the leader
+    /// or the whole cluster SIGKILLed with its unsynced writes dropped, then
+    /// restarted. Needs root and FUSE, else skipped with one line.
+    #[arg(long)]
+    power_faults: bool,
+    /// Only power cuts: a third each to a minority, to a queue's leader and
+    /// to the whole cluster (implies --power-faults).
+    #[arg(long)]
+    power_only: bool,
+    /// The raftq-lazyfs binary (power faults).
+    #[arg(long, default_value = "target/release/raftq-lazyfs")]
+    lazyfs: PathBuf,
     /// Nodes serve plaintext (with --insecure) and authenticate nobody,
     /// instead of TLS with a CA made for the run and an auth file.
     #[arg(long)]
@@ -185,6 +199,18 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     } else {
         Some(tls::RunPki::create(&tmp.path().join("certs"))?)
     };
+    let power_wanted = args.power_faults || args.power_only;
+    let power = match (power_wanted, power::unavailable(&args.lazyfs)) {
+        (false, _) => None,
+        (true, None) => Some(power::PowerDisk::mount(&args.lazyfs, tmp.path())?),
+        (true, Some(why)) if args.require_netns => {
+            anyhow::bail!("power faults required but {why}")
+        }
+        (true, Some(why)) => {
+            println!("SKIPPED: power faults ({why})");
+            None
+        }
+    };
     let mut cluster = cluster::Cluster::new(
         args.nodes,
         spare,
@@ -195,6 +221,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             raftqd: args.raftqd.clone(),
             extra_args: node_args,
             pki,
+            data_root: power.as_ref().map(|p| p.root().to_path_buf()),
         },
     );
     cluster.start_all()?;
@@ -275,12 +302,17 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         partitions: false,
         membership: args.membership,
         storage: args.storage_faults,
+        power: power_wanted,
+        power_only: args.power_only,
     };
     let mut nemesis = nemesis::Nemesis::new(args.seed, queues.clone(), kinds);
     // Load first, then faults until the deadline, each followed by recovery.
     tokio::time::sleep(Duration::from_secs(3)).await;
     while started.elapsed() < args.duration {
-        if let Err(e) = nemesis.strike(&mut cluster, net.as_ref(), &rec).await {
+        if let Err(e) = nemesis
+            .strike(&mut cluster, net.as_ref(), power.as_ref(), &rec)
+            .await
+        {
             eprintln!("fault failed: {e:#}");
             cluster.heal()?;
             if let Some(n) = &net {
@@ -332,10 +364,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .map(|k| nemesis.counts.get(k).copied().unwrap_or(0))
         .sum();
     let storage = nemesis.counts.get("corrupt-node").copied().unwrap_or(0);
+    let power_cuts: u32 = ["power-cut-node", "power-cut-leader", "power-cut-all"]
+        .iter()
+        .map(|k| nemesis.counts.get(k).copied().unwrap_or(0))
+        .sum();
+    let refusals = nemesis.power_refusals.len();
     let summary = serde_json::json!({
         "nodes": args.nodes, "seed": args.seed, "duration_s": args.duration.as_secs(),
         "faults": report.faults, "leader_kills": kills, "partitions": partitions,
         "membership_changes": membership, "storage_faults": storage,
+        "power_cuts": power_cuts, "refused_after_power_cut": refusals,
         "fault_kinds": nemesis.counts,
         "confirmed": report.confirmed, "failed_publishes": report.failed_publishes,
         "delivered": report.delivered, "acked": report.acked,
@@ -353,8 +391,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             &serde_json::json!({"summary": summary, "examples": report.examples}),
         )?,
     )?;
+    for refusal in &nemesis.power_refusals {
+        println!("  refused to start after a power cut: {refusal}");
+    }
     println!(
-        "chaos: {} faults ({kills} leader kills, {partitions} partitions, {membership} membership changes, {storage} storage faults), {} confirmed, {} delivered, {} acked; \
+        "chaos: {} faults ({kills} leader kills, {partitions} partitions, {membership} membership changes, {storage} storage faults, {power_cuts} power cuts, {refusals} refusals after one), {} confirmed, {} delivered, {} acked; \
          {} stream reads; lost {}, unexpected {}, resurrected {}, duplicates {} (allowed), FIFO violations {}, \
          split brain {}, offset conflicts {}, divergent replicas {}; failover median {} ms, max {} ms",
         report.faults, report.confirmed, report.delivered, report.acked, report.stream_reads, report.lost,
@@ -368,7 +409,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         println!("history, report.json and plot.html in {}", out.display());
     }
     println!("{summary}");
-    Ok(report.anomalies() == 0)
+    Ok(report.anomalies() == 0 && refusals == 0)
 }
 
 fn nemesis_recovery(n: &mut nemesis::Nemesis) -> u64 {

@@ -11,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use crate::cluster::Cluster;
 use crate::membership_faults;
 use crate::net::Net;
+use crate::power::PowerDisk;
 use crate::storage_faults;
 use crate::workload::Recorder;
 use raftq_chaos::history::Event;
@@ -29,6 +30,9 @@ pub enum Fault {
     MoveReplica,
     MoveLeader,
     CorruptNode,
+    PowerCutNode,
+    PowerCutLeader,
+    PowerCutAll,
 }
 
 impl Fault {
@@ -46,6 +50,9 @@ impl Fault {
             Fault::MoveReplica => "move-replica",
             Fault::MoveLeader => "move-leader",
             Fault::CorruptNode => "corrupt-node",
+            Fault::PowerCutNode => "power-cut-node",
+            Fault::PowerCutLeader => "power-cut-leader",
+            Fault::PowerCutAll => "power-cut-all",
         }
     }
 }
@@ -56,6 +63,11 @@ pub struct Kinds {
     pub partitions: bool,
     pub membership: bool,
     pub storage: bool,
+    /// Power cuts (data dirs on the power-loss file system).
+    pub power: bool,
+    /// Nothing but power cuts, a third each of one node, the leader and the
+    /// whole cluster.
+    pub power_only: bool,
 }
 
 /// Weighted choice: leader kills most often; partitions only with
@@ -65,7 +77,16 @@ pub fn choose(rng: &mut StdRng, kinds: Kinds) -> Fault {
         partitions,
         membership,
         storage,
+        power,
+        power_only,
     } = kinds;
+    if power_only {
+        return match rng.gen_range(0..3) {
+            0 => Fault::PowerCutNode,
+            1 => Fault::PowerCutLeader,
+            _ => Fault::PowerCutAll,
+        };
+    }
     let mut table: Vec<(Fault, u32)> = if partitions {
         vec![
             (Fault::KillLeader, 40),
@@ -94,6 +115,13 @@ pub fn choose(rng: &mut StdRng, kinds: Kinds) -> Fault {
     }
     if storage {
         table.push((Fault::CorruptNode, 10));
+    }
+    if power {
+        table.extend([
+            (Fault::PowerCutNode, 6),
+            (Fault::PowerCutLeader, 6),
+            (Fault::PowerCutAll, 3),
+        ]);
     }
     let total: u32 = table.iter().map(|(_, w)| w).sum();
     let mut roll = rng.gen_range(0..total);
@@ -125,6 +153,9 @@ pub struct Nemesis {
     pub queues: Vec<String>,
     pub kinds: Kinds,
     pub counts: std::collections::BTreeMap<&'static str, u32>,
+    /// Nodes that would not start after a power cut: with every
+    /// acknowledged write fsynced, there must be none.
+    pub power_refusals: Vec<String>,
 }
 
 impl Nemesis {
@@ -135,6 +166,7 @@ impl Nemesis {
             queues,
             kinds,
             counts: Default::default(),
+            power_refusals: Vec::new(),
         }
     }
 
@@ -143,10 +175,13 @@ impl Nemesis {
         &mut self,
         cluster: &mut Cluster,
         net: Option<&Net>,
+        power: Option<&PowerDisk>,
         rec: &Recorder,
     ) -> anyhow::Result<()> {
         let kinds = Kinds {
             partitions: net.is_some(),
+            power: power.is_some() && self.kinds.power,
+            power_only: power.is_some() && self.kinds.power_only,
             ..self.kinds
         };
         let fault = choose(&mut self.rng, kinds);
@@ -159,6 +194,7 @@ impl Nemesis {
         let target_queue = matches!(
             fault,
             Fault::KillLeader
+                | Fault::PowerCutLeader
                 | Fault::PauseLeader
                 | Fault::IsolateLeader
                 | Fault::MoveReplica
@@ -166,7 +202,13 @@ impl Nemesis {
         )
         .then(|| queue.clone());
         let detail = match (fault, leader) {
-            (Fault::KillLeader | Fault::PauseLeader | Fault::IsolateLeader, None) => {
+            (
+                Fault::KillLeader
+                | Fault::PowerCutLeader
+                | Fault::PauseLeader
+                | Fault::IsolateLeader,
+                None,
+            ) => {
                 // No leader known right now: nothing to aim at; try later.
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 return Ok(());
@@ -250,6 +292,33 @@ impl Nemesis {
                 membership_faults::move_leader(cluster, &queue, &mut self.rng).await?
             }
             (Fault::CorruptNode, _) => storage_faults::corrupt_node(cluster, &mut self.rng).await?,
+            (Fault::PowerCutLeader, Some(l)) => {
+                let disk =
+                    power.ok_or_else(|| anyhow::anyhow!("power cut without the file system"))?;
+                let lost = self.power_cut(cluster, disk, &[l], hold).await?;
+                format!("power cut to node {l} (leader of {queue}): {lost}; back after {hold:?}")
+            }
+            (Fault::PowerCutNode, _) => {
+                let disk =
+                    power.ok_or_else(|| anyhow::anyhow!("power cut without the file system"))?;
+                // A minority: one node of three, one or two of five.
+                let count = self.rng.gen_range(1..=(n - 1) / 2);
+                let mut victims = ids.clone();
+                for i in (1..victims.len()).rev() {
+                    victims.swap(i, self.rng.gen_range(0..=i));
+                }
+                victims.truncate(count);
+                let lost = self.power_cut(cluster, disk, &victims, hold).await?;
+                format!("power cut to nodes {victims:?}: {lost}; back after {hold:?}")
+            }
+            (Fault::PowerCutAll, _) => {
+                let disk =
+                    power.ok_or_else(|| anyhow::anyhow!("power cut without the file system"))?;
+                let lost = self
+                    .power_cut(cluster, disk, &ids, Duration::from_millis(500))
+                    .await?;
+                format!("power cut to every node: {lost}")
+            }
         };
         let end = rec.now();
         *self.counts.entry(fault.name()).or_default() += 1;
@@ -262,5 +331,56 @@ impl Nemesis {
             queue: target_queue,
         });
         Ok(())
+    }
+
+    /// SIGKILL `victims`, drop their unsynced writes, start them again after
+    /// `hold`, and check that each comes back (a refusal is recorded).
+    async fn power_cut(
+        &mut self,
+        cluster: &mut Cluster,
+        disk: &PowerDisk,
+        victims: &[u64],
+        hold: Duration,
+    ) -> anyhow::Result<String> {
+        for id in victims {
+            cluster.kill(*id)?;
+        }
+        let mut lost = Vec::new();
+        if victims.len() == cluster.ids().len() {
+            lost.push(disk.cut("")?);
+        } else {
+            for id in victims {
+                let dir = cluster.data_dir(*id)?;
+                let name = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                lost.push(disk.cut(&name)?);
+            }
+        }
+        tokio::time::sleep(hold).await;
+        let seen: Vec<u64> = victims
+            .iter()
+            .map(|id| cluster.log_len(*id))
+            .collect::<anyhow::Result<_>>()?;
+        for id in victims {
+            cluster.start(*id)?;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for (id, from) in victims.iter().zip(seen) {
+            if cluster.exited(*id)? {
+                let log = cluster.log_since(*id, from)?;
+                let why = log
+                    .lines()
+                    .rev()
+                    .find(|l| l.contains("raftqd:") || l.contains("ERROR"))
+                    .unwrap_or("no reason logged")
+                    .to_string();
+                eprintln!("node {id} would not start after a power cut: {why}");
+                self.power_refusals.push(format!("node {id}: {why}"));
+                cluster.start(*id)?;
+            }
+        }
+        Ok(lost.join(", "))
     }
 }
