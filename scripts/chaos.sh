@@ -17,4 +17,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bins -q
 exec "${CARGO_TARGET_DIR:-target}/release/raftq-chaos" \
-  --raftqd "${CARGO_TARGET_DIR:-target}/release/raftqd" "$@"
+  --raftqd "${CARGO_TARGET_DIR:-target}/release/raftqd" \
+  --lazyfs "${CARGO_TARGET_DIR:-target}/release/raftq-lazyfs" "$@"

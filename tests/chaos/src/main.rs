@@ -84,6 +84,12 @@ struct Args {
     /// to the whole cluster (implies --power-faults).
     #[arg(long)]
     power_only: bool,
+    /// The long-run mix at a faster pace (shorter holds and recoveries):
+    /// about 1,000 leader kills, 200 pauses, 200 partitions and 60
+    /// whole-cluster restarts per 1,850 faults, with the membership, storage
+    /// and power faults asked for.
+    #[arg(long)]
+    soak: bool,
     /// The raftq-lazyfs binary (power faults).
     #[arg(long, default_value = "target/release/raftq-lazyfs")]
     lazyfs: PathBuf,
@@ -304,6 +310,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         storage: args.storage_faults,
         power: power_wanted,
         power_only: args.power_only,
+        soak: args.soak,
     };
     let mut nemesis = nemesis::Nemesis::new(args.seed, queues.clone(), kinds);
     // Load first, then faults until the deadline, each followed by recovery.
@@ -414,5 +421,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
 fn nemesis_recovery(n: &mut nemesis::Nemesis) -> u64 {
     use rand::Rng;
-    n.rng.gen_range(2000..4000)
+    if n.kinds.soak {
+        n.rng.gen_range(1000..2000)
+    } else {
+        n.rng.gen_range(2000..4000)
+    }
 }

@@ -57,6 +57,29 @@ impl Fault {
     }
 }
 
+/// The soak's mix: per 1,000 leader kills about 200 pauses, 200 partitions
+/// and 60 whole-cluster restarts.
+fn soak_table(partitions: bool) -> Vec<(Fault, u32)> {
+    if partitions {
+        vec![
+            (Fault::KillLeader, 45),
+            (Fault::KillNode, 2),
+            (Fault::PauseLeader, 9),
+            (Fault::IsolateLeader, 4),
+            (Fault::Split, 3),
+            (Fault::Bridge, 2),
+            (Fault::RestartAll, 3),
+        ]
+    } else {
+        vec![
+            (Fault::KillLeader, 45),
+            (Fault::KillNode, 2),
+            (Fault::PauseLeader, 9),
+            (Fault::RestartAll, 3),
+        ]
+    }
+}
+
 /// Which kinds of fault a run makes besides process faults.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Kinds {
@@ -68,6 +91,9 @@ pub struct Kinds {
     /// Nothing but power cuts, a third each of one node, the leader and the
     /// whole cluster.
     pub power_only: bool,
+    /// The long-run mix, at a faster pace: about five leader kills to each
+    /// pause and each partition (see `soak_table`).
+    pub soak: bool,
 }
 
 /// Weighted choice: leader kills most often; partitions only with
@@ -79,6 +105,7 @@ pub fn choose(rng: &mut StdRng, kinds: Kinds) -> Fault {
         storage,
         power,
         power_only,
+        soak,
     } = kinds;
     if power_only {
         return match rng.gen_range(0..3) {
@@ -87,7 +114,9 @@ pub fn choose(rng: &mut StdRng, kinds: Kinds) -> Fault {
             _ => Fault::PowerCutAll,
         };
     }
-    let mut table: Vec<(Fault, u32)> = if partitions {
+    let mut table: Vec<(Fault, u32)> = if soak {
+        soak_table(partitions)
+    } else if partitions {
         vec![
             (Fault::KillLeader, 40),
             (Fault::KillNode, 8),
@@ -105,22 +134,25 @@ pub fn choose(rng: &mut StdRng, kinds: Kinds) -> Fault {
             (Fault::RestartAll, 5),
         ]
     };
+    // The soak's leader kills outweigh everything else about 45 to 1; the
+    // ordinary mix gives other faults far more room.
+    let scale = if soak { 1 } else { 4 };
     if membership {
         table.extend([
-            (Fault::ReplaceNode, 6),
-            (Fault::CycleNode, 6),
-            (Fault::MoveReplica, 8),
-            (Fault::MoveLeader, 8),
+            (Fault::ReplaceNode, 3 * scale / 2),
+            (Fault::CycleNode, 3 * scale / 2),
+            (Fault::MoveReplica, 2 * scale),
+            (Fault::MoveLeader, 2 * scale),
         ]);
     }
     if storage {
-        table.push((Fault::CorruptNode, 10));
+        table.push((Fault::CorruptNode, 2 * scale + scale / 2));
     }
     if power {
         table.extend([
-            (Fault::PowerCutNode, 6),
-            (Fault::PowerCutLeader, 6),
-            (Fault::PowerCutAll, 3),
+            (Fault::PowerCutNode, 3 * scale / 2),
+            (Fault::PowerCutLeader, 3 * scale / 2),
+            (Fault::PowerCutAll, scale - scale / 4),
         ]);
     }
     let total: u32 = table.iter().map(|(_, w)| w).sum();
@@ -188,7 +220,11 @@ impl Nemesis {
         let queue = self.queues[self.rng.gen_range(0..self.queues.len())].clone();
         let ids = cluster.ids();
         let n = ids.len();
-        let hold = Duration::from_millis(self.rng.gen_range(1500..3500));
+        let hold = if self.kinds.soak {
+            Duration::from_millis(self.rng.gen_range(600..1500))
+        } else {
+            Duration::from_millis(self.rng.gen_range(1500..3500))
+        };
         let leader = leader_of(&cluster.addrs(), &queue).await;
         let t = rec.now();
         let target_queue = matches!(
