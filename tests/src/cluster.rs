@@ -347,6 +347,15 @@ impl Cluster {
     }
 
     /// Starts every node that is not running.
+    /// Starts every node not running, except `excluded`.
+    pub fn start_all_but(&mut self, excluded: &[u64]) {
+        for id in self.ids() {
+            if !excluded.contains(&id) && !self.node(id).is_running() {
+                self.spawn(id);
+            }
+        }
+    }
+
     pub fn start_all(&mut self) {
         for id in self.ids() {
             if !self.node(id).is_running() {

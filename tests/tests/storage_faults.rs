@@ -277,11 +277,17 @@ enum AfterFlip {
     Unharmed,
 }
 
-async fn restart_after_flip(cluster: &mut Cluster, at_fraction: f64) -> AfterFlip {
+/// Stops node 3, applies `damage` to sled's file, starts it, and sees what
+/// it makes of it (on queue `queue`).
+async fn restart_damaged(
+    cluster: &mut Cluster,
+    queue: &str,
+    damage: impl FnOnce(&Path, u64),
+) -> AfterFlip {
     cluster.kill(DAMAGED);
     let file = cluster.node(DAMAGED).data_dir.join("db/db");
-    let len = std::fs::metadata(&file).expect("sled's file").len() as f64;
-    flip_bytes(&file, (len * at_fraction) as usize, 4);
+    let len = std::fs::metadata(&file).expect("sled's file").len();
+    damage(&file, len);
     let seen = cluster.node(DAMAGED).log().len();
     cluster.restart(DAMAGED);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -289,7 +295,7 @@ async fn restart_after_flip(cluster: &mut Cluster, at_fraction: f64) -> AfterFli
         let log = cluster.node(DAMAGED).log();
         let since = &log[seen.min(log.len())..];
         if since.contains("damaged replica:") {
-            assert_rebuilt(cluster, "flipped").await;
+            assert_rebuilt(cluster, queue).await;
             return AfterFlip::Repaired;
         }
         if cluster.nodes[(DAMAGED - 1) as usize].exited().is_some() {
@@ -310,16 +316,16 @@ async fn restart_after_flip(cluster: &mut Cluster, at_fraction: f64) -> AfterFli
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bits_flipped_in_the_database_file_are_found_never_served() {
+/// Damages node 3's database file, one way after another, until something
+/// it relies on is hit; then checks nothing confirmed was lost.
+async fn damage_until_hit(queue: &str, attempts: &[f64], damage: fn(&Path, u64, f64)) {
     let mut cluster = Cluster::start(3).await;
-    let (_, load) = start_load(&cluster, "flipped").await;
+    let (_, load) = start_load(&cluster, queue).await;
     let mut outcomes = Vec::new();
-    // From the newest records (near the end of a young file) backwards,
-    // until a flip hits something.
-    for fraction in [0.97, 0.9, 0.75, 0.5, 0.25] {
+    for &fraction in attempts {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let outcome = restart_after_flip(&mut cluster, fraction).await;
+        let outcome =
+            restart_damaged(&mut cluster, queue, |file, len| damage(file, len, fraction)).await;
         assert_no_panic(&cluster, DAMAGED);
         match outcome {
             AfterFlip::Unharmed => outcomes.push(format!("{fraction}: unharmed")),
@@ -334,22 +340,132 @@ async fn bits_flipped_in_the_database_file_are_found_never_served() {
                 let client = cluster.connect(&[1, 2]).await;
                 client.remove_node(DAMAGED).await.expect("remove node 3");
                 let four = cluster.add_node(&[1, 2]);
-                wait_voters(
-                    &cluster,
-                    1,
-                    "flipped",
-                    &[1, 2, four],
-                    Duration::from_secs(90),
-                )
-                .await;
+                wait_voters(&cluster, 1, queue, &[1, 2, four], Duration::from_secs(90)).await;
                 break;
             }
         }
     }
-    eprintln!("flips: {outcomes:?}");
+    eprintln!("{queue}: {outcomes:?}");
     let (confirmed, _) = load.producer.stop().await;
     let unacked: BTreeSet<Bytes> = confirmed.difference(&load.acked).cloned().collect();
     let live = cluster.running_ids();
-    let drained = assert_all_delivered(&cluster.addrs(&live), "flipped", &unacked).await;
-    assert_none_redelivered("flipped", &drained, &load.acked);
+    let drained = assert_all_delivered(&cluster.addrs(&live), queue, &unacked).await;
+    assert_none_redelivered(queue, &drained, &load.acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bits_flipped_in_the_database_file_are_found_never_served() {
+    // From the newest records (near the end of a young file) backwards.
+    damage_until_hit("flipped", &[0.97, 0.9, 0.75, 0.5, 0.25], |file, len, at| {
+        flip_bytes(file, (len as f64 * at) as usize, 4)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_file_cut_short_is_found_never_served() {
+    damage_until_hit("cut", &[0.97, 0.9, 0.75, 0.5], |file, len, keep| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(file)
+            .expect("sled's file")
+            .set_len((len as f64 * keep) as u64)
+            .expect("cut it short");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_replica_is_listed_and_kept_out_until_a_leader_can_let_it_go() {
+    let mut cluster = Cluster::start_with(3, &["--snapshot-every", "40"]).await;
+    let client = cluster.connect(&[1, 2, 3]).await;
+    let info = client
+        .create_queue("waits", QueueOptions::default())
+        .await
+        .expect("create");
+    client
+        .create_queue("healthy", QueueOptions::default())
+        .await
+        .expect("create");
+    let producer = BackgroundProducer::start(&client, "waits", "w");
+    let data_dir = cluster.node(DAMAGED).data_dir.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while snapshot_files(&data_dir, info.group_id).is_empty() {
+        assert!(Instant::now() < deadline, "node {DAMAGED} took no snapshot");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (confirmed, _) = producer.stop().await;
+    let healthy: Vec<Bytes> = (0..20).map(|i| Bytes::from(format!("h{i}"))).collect();
+    client
+        .producer("healthy")
+        .send_batch(healthy.clone())
+        .await
+        .expect("publish to the healthy queue");
+    drop(client);
+
+    // The whole cluster down; node 3's snapshot of "waits" damaged; node 3
+    // alone back: nobody can let its damaged replica go.
+    cluster.kill_all();
+    for file in snapshot_files(&data_dir, info.group_id) {
+        let len = std::fs::metadata(&file).expect("snapshot").len() as usize;
+        flip_bytes(&file, len / 3, 3);
+    }
+    cluster.start_all_but(&[1, 2]);
+    wait_for_log(
+        &cluster,
+        DAMAGED,
+        "damaged replica:",
+        Duration::from_secs(30),
+    )
+    .await;
+    let status = wait_status(
+        &cluster,
+        DAMAGED,
+        "node 3 lists its damaged replica",
+        Duration::from_secs(20),
+        |s| {
+            s.nodes
+                .iter()
+                .any(|n| n.id == DAMAGED && n.damaged.iter().any(|d| d.queue == "waits"))
+        },
+    )
+    .await;
+    let listed = status
+        .nodes
+        .iter()
+        .find(|n| n.id == DAMAGED)
+        .and_then(|n| n.damaged.first())
+        .cloned()
+        .expect("listed");
+    assert_eq!(listed.state, "damaged");
+    assert!(listed.reason.contains(".snap"), "{listed:?}");
+    let metrics = raftq_tests::scrape::scrape(&cluster.node(DAMAGED).metrics_addr).await;
+    assert_eq!(
+        metrics.get("raftq_damaged_replicas"),
+        Some(&1.0),
+        "{metrics:?}"
+    );
+    assert!(metrics
+        .get("raftq_damaged_replicas_found_total")
+        .is_some_and(|v| *v >= 1.0));
+    // Still out a while later: no leader to let it go, so it never runs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!cluster
+        .node(DAMAGED)
+        .log()
+        .contains("no longer counts this damaged replica"));
+
+    cluster.start_all();
+    assert_rebuilt(&cluster, "waits").await;
+    let log = cluster.node(DAMAGED).log();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("damaged replica:") && l.contains("queue=healthy")),
+        "only the damaged queue is touched"
+    );
+    let unacked: BTreeSet<Bytes> = confirmed.iter().cloned().collect();
+    let drained = assert_all_delivered(&cluster.addrs(&[1, 2, 3]), "waits", &unacked).await;
+    assert_none_redelivered("waits", &drained, &BTreeSet::new());
+    let healthy: BTreeSet<Bytes> = healthy.into_iter().collect();
+    assert_all_delivered(&cluster.addrs(&[DAMAGED]), "healthy", &healthy).await;
 }
