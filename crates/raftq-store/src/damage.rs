@@ -13,7 +13,8 @@ use openraft::{LogId, Vote};
 use crate::checksum::{decode_sealed, verify};
 use crate::codec::key_index;
 use crate::log_store::{PURGED_KEY, VOTE_KEY};
-use crate::node_store::{tree_name, NodeStore};
+use crate::node_store::NodeStore;
+use crate::trees::tree_name;
 
 /// What is wrong with one group's replica on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]

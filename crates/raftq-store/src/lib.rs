@@ -20,6 +20,7 @@ mod log_cleaner;
 mod log_store;
 mod node_store;
 mod snapshot_store;
+mod trees;
 
 pub use checksum::Unreadable;
 pub use codec::decode as decode_untrusted;

@@ -31,7 +31,7 @@ use crate::codec::{encoded_size, index_key, key_index};
 use crate::committer::GroupCommitter;
 use crate::ledger::{Ledger, Mark};
 use crate::log_cleaner::LogCleaner;
-use crate::node_store::tree_name;
+use crate::trees::tree_name;
 use crate::StoreError;
 
 pub(crate) const VOTE_KEY: &[u8] = b"vote";

@@ -13,6 +13,7 @@ use crate::ledger::Ledger;
 use crate::log_cleaner::LogCleaner;
 use crate::log_store::LogStore;
 use crate::snapshot_store::SnapshotStore;
+use crate::trees::tree_name;
 use crate::StoreError;
 
 /// One `sled::Db` per node plus its group-commit thread, and the directory of
@@ -255,10 +256,6 @@ pub(crate) fn panic_text(panic: &Box<dyn Any + Send>) -> String {
 
 fn joins_only_key(group: u64) -> String {
     format!("joins-only.g{group}")
-}
-
-pub(crate) fn tree_name(group: u64, what: &str) -> String {
-    format!("g{group}.{what}")
 }
 
 fn group_tree_names(group: u64) -> [String; 3] {

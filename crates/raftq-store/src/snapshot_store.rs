@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::checksum::{decode_sealed, encode_sealed, Unreadable};
 use crate::codec::{decode, encode};
 use crate::committer::GroupCommitter;
-use crate::node_store::tree_name;
+use crate::trees::tree_name;
 use crate::StoreError;
 
 pub(crate) const CURRENT_KEY: &[u8] = b"current_file";
