@@ -163,7 +163,8 @@ impl Ledger {
             .raise(mark);
     }
 
-    /// Everything staged is on disk now (committer thread, after a flush).
+    /// Everything staged is on disk now (committer thread, after a flush
+    /// and its fsync).
     pub(crate) fn flushed(&self) {
         let mut marks = self.inner.marks.lock();
         if marks.staged.is_empty() {
@@ -179,14 +180,13 @@ impl Ledger {
     }
 
     /// `group`'s log ends before `first_removed` from now on: written and
-    /// synced before the caller removes anything from sled.
+    /// synced before the caller removes anything from sled. A staged mark is
+    /// clipped too, so its flush does not raise it again.
     pub(crate) fn lower(&self, group: u64, first_removed: u64) -> Result<(), std::io::Error> {
         let last = first_removed.saturating_sub(1);
-        self.rewrite(group, |mark| {
-            mark.map(|mut m| {
-                m.last_index = m.last_index.min(last);
-                m
-            })
+        self.rewrite(group, |mut m| {
+            m.last_index = m.last_index.min(last);
+            Some(m)
         })
     }
 
@@ -195,39 +195,30 @@ impl Ledger {
         self.rewrite(group, |_| None)
     }
 
+    /// Applies `change` to both marks of `group` (durable and staged) and
+    /// writes the durable one at once. Never merges the staged mark into the
+    /// durable one: the ledger must not get ahead of the disk.
     fn rewrite(
         &self,
         group: u64,
-        change: impl FnOnce(Option<Mark>) -> Option<Mark>,
+        change: impl Fn(Mark) -> Option<Mark>,
     ) -> Result<(), std::io::Error> {
+        let apply = |map: &mut BTreeMap<u64, Mark>| {
+            if let Some(mark) = map.get(&group).copied() {
+                match change(mark) {
+                    Some(m) => map.insert(group, m),
+                    None => map.remove(&group),
+                };
+            }
+        };
         let mut journal = self.inner.journal.lock();
         let entry = {
             let mut marks = self.inner.marks.lock();
-            let staged = marks.staged.remove(&group);
-            let mut current = marks.durable.get(&group).copied();
-            if let Some(s) = staged {
-                // Staged but not flushed: the lowered mark wins over it.
-                current.get_or_insert_with(Mark::default).raise(s);
-            }
-            let changed = change(current);
-            let mut found = self.found.lock();
-            match changed.map(|c| found.get(&group).map(|f| (c, *f))) {
-                Some(Some((c, mut f))) => {
-                    f.last_index = f.last_index.min(c.last_index);
-                    found.insert(group, f);
-                }
-                Some(None) => {}
-                None => {
-                    found.remove(&group);
-                }
-            }
-            drop(found);
-            match changed {
-                Some(m) => marks.durable.insert(group, m),
-                None => marks.durable.remove(&group),
-            };
+            apply(&mut marks.staged);
+            apply(&mut marks.durable);
+            apply(&mut self.found.lock());
             marks.dirty.remove(&group);
-            (group, changed)
+            (group, marks.durable.get(&group).copied())
         };
         append(&mut journal, &vec![entry])
     }
@@ -367,6 +358,10 @@ mod tests {
         Ledger::write_dirty(&ledger.inner).expect("write");
     }
 
+    fn flush(ledger: &Ledger) {
+        ledger.flushed();
+    }
+
     #[test]
     fn marks_survive_a_reopen_and_only_flushed_ones_count() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -380,7 +375,7 @@ mod tests {
                     vote_term: 2,
                 },
             );
-            ledger.flushed();
+            flush(&ledger);
             ledger.stage(
                 7,
                 Mark {
@@ -429,7 +424,7 @@ mod tests {
                     vote_term: 1,
                 },
             );
-            ledger.flushed();
+            flush(&ledger);
             settle(&ledger);
             ledger.stage(
                 1,
@@ -453,6 +448,61 @@ mod tests {
     }
 
     #[test]
+    fn a_lower_clips_the_staged_mark_and_never_writes_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let ledger = Ledger::open(dir.path()).expect("open");
+            ledger.stage(
+                5,
+                Mark {
+                    last_index: 10,
+                    vote_term: 1,
+                },
+            );
+            flush(&ledger);
+            // Written, not flushed yet: staged.
+            ledger.stage(
+                5,
+                Mark {
+                    last_index: 100,
+                    vote_term: 9,
+                },
+            );
+            ledger.lower(5, 91).expect("lower");
+            settle(&ledger);
+        }
+        // The staged term-9 vote was never flushed: not in the ledger.
+        let ledger = Ledger::open(dir.path()).expect("reopen");
+        assert_eq!(
+            ledger.found(5),
+            Some(Mark {
+                last_index: 10,
+                vote_term: 1
+            })
+        );
+        ledger.stage(
+            5,
+            Mark {
+                last_index: 100,
+                vote_term: 9,
+            },
+        );
+        ledger.lower(5, 91).expect("lower");
+        flush(&ledger);
+        settle(&ledger);
+        drop(ledger);
+        // Once flushed, the staged mark counts, clipped to 90.
+        let ledger = Ledger::open(dir.path()).expect("reopen");
+        assert_eq!(
+            ledger.found(5),
+            Some(Mark {
+                last_index: 90,
+                vote_term: 9
+            })
+        );
+    }
+
+    #[test]
     fn a_torn_tail_is_cut_off_and_the_rest_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
@@ -464,7 +514,7 @@ mod tests {
                     vote_term: 1,
                 },
             );
-            ledger.flushed();
+            flush(&ledger);
             settle(&ledger);
             ledger.stage(
                 4,
@@ -473,7 +523,7 @@ mod tests {
                     vote_term: 1,
                 },
             );
-            ledger.flushed();
+            flush(&ledger);
             settle(&ledger);
         }
         let path = dir.path().join(FILE_NAME);
@@ -500,7 +550,7 @@ mod tests {
                 vote_term: 1,
             },
         );
-        ledger.flushed();
+        flush(&ledger);
         settle(&ledger);
         drop(ledger);
         let ledger = Ledger::open(dir.path()).expect("reopen again");
@@ -527,7 +577,7 @@ mod tests {
                     },
                 );
             }
-            ledger.flushed();
+            flush(&ledger);
             settle(&ledger);
             let all: Record = (0..100u64)
                 .map(|g| {
@@ -548,7 +598,7 @@ mod tests {
                     vote_term: 2,
                 },
             );
-            ledger.flushed();
+            flush(&ledger);
             settle(&ledger);
         }
         let ledger = Ledger::open(dir.path()).expect("reopen");
