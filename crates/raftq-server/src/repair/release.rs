@@ -1,11 +1,16 @@
 //! The leader's side: takes a damaged replica out of the group's voters.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use openraft::ChangeMembers;
 
-use crate::ids::{GroupId, NodeId};
+use crate::ids::{GroupId, NodeId, METADATA_GROUP};
 use crate::node::Node;
+
+/// A node rebuilding its metadata replica is starting and sends no node
+/// heartbeats: one heard more recently than this is running normally.
+const REBUILDING_METADATA_QUIET: Duration = Duration::from_secs(2);
 
 /// Ok once no committed configuration of `group` counts `damaged` as a
 /// voter: from then on its data can be discarded without weakening any
@@ -19,6 +24,34 @@ pub async fn release(node: &Node, group_id: GroupId, damaged: NodeId) -> Result<
         .ok_or_else(|| format!("group {group_id} is not running on node {me}"))?;
     if !group.is_leader() {
         return Err(format!("node {me} does not lead group {group_id}"));
+    }
+    // The claim must match what the node itself shows everyone, so a stray
+    // or forged request (a plaintext cluster authenticates no peer) cannot
+    // take a healthy replica out of its group.
+    if damaged == me {
+        return Err("the leader's own replica is not released".into());
+    }
+    if group_id == METADATA_GROUP {
+        let running = node
+            .failover()
+            .silence(damaged)
+            .is_some_and(|quiet| quiet < REBUILDING_METADATA_QUIET);
+        if running {
+            return Err(format!(
+                "node {damaged} is running normally (heard within {REBUILDING_METADATA_QUIET:?})"
+            ));
+        }
+    } else {
+        let reported = node
+            .damage()
+            .of_peer(damaged)
+            .iter()
+            .any(|d| d.group == group_id && !d.rebuilding);
+        if !reported {
+            return Err(format!(
+                "node {damaged} has not reported group {group_id} damaged in its heartbeats (yet)"
+            ));
+        }
     }
     let (voters, committed, at) = {
         let metrics = group.raft.metrics();
