@@ -185,7 +185,8 @@ fn run(
         let result = db
             .flush()
             .map(|_| ())
-            .and_then(|()| disk.after_flush().map_err(sled::Error::from));
+            .and_then(|()| disk.after_flush().map_err(sled::Error::from))
+            .and_then(|()| ledger.flushed().map_err(sled::Error::from));
         let micros = started.elapsed().as_micros() as u64;
         stats.flushes.fetch_add(1, Ordering::Relaxed);
         stats
@@ -196,10 +197,7 @@ fn run(
             .fetch_add(micros, Ordering::Relaxed);
         stats.flush_micros_max.fetch_max(micros, Ordering::Relaxed);
         let flush_error = match result {
-            Ok(()) => {
-                ledger.flushed();
-                None
-            }
+            Ok(()) => None,
             Err(e) => {
                 tracing::error!("sled flush failed: {e}");
                 fail(format!("flushing the database failed: {e}"));

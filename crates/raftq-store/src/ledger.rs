@@ -9,12 +9,15 @@
 //! entries a majority counted on, and must not vote until rebuilt. The
 //! ledger is the independent witness that tells it so.
 //!
-//! Marks only rise after the flush that made them true (so the ledger never
-//! claims more than sled holds), and are written a little later by their own
-//! thread, off the publish path; a mark that goes down (a truncated log, a
-//! deleted group) is written and synced before sled changes. A crash can thus
-//! leave the ledger behind sled, never ahead of it: what the ledger cannot
-//! see is only a loss of the last few milliseconds of flushes before a stop.
+//! Marks rise after the flush (and fsync) that made them true, so the ledger
+//! never claims more than the disk holds, and are written and synced before
+//! that flush's writes are acknowledged, so nothing acknowledged is missing
+//! from it: a node whose log comes back shorter than an acknowledged entry
+//! is always caught (openraft assumes a follower never loses what it
+//! acknowledged; a leader meeting one that did asserts in debug builds). A
+//! mark that goes down (a truncated log, a deleted group) is written and
+//! synced before sled changes. A crash between sled's fsync and the ledger's
+//! leaves the ledger behind, never ahead.
 //!
 //! File: records of `[len u32 LE][sealed Vec<(group, Option<Mark>)>]`; a torn
 //! or damaged tail is cut off at open. Compacted into one record when large.
@@ -24,9 +27,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::checksum::{decode_sealed, encode_sealed};
@@ -35,8 +37,6 @@ use crate::StoreError;
 const FILE_NAME: &str = "durability-ledger";
 /// The ledger is rewritten as one record past this size.
 const COMPACT_AFTER_BYTES: u64 = 4 << 20;
-/// At most this often a write: marks are a witness, not the commit path.
-const WRITE_EVERY: Duration = Duration::from_millis(10);
 /// A record never needs more; anything longer is a damaged length.
 const MAX_RECORD_BYTES: u32 = 256 << 20;
 
@@ -75,7 +75,6 @@ struct Journal {
 
 struct Inner {
     marks: Mutex<Marks>,
-    wake: Condvar,
     journal: Mutex<Journal>,
 }
 
@@ -119,17 +118,12 @@ impl Ledger {
                 durable: found.clone(),
                 ..Marks::default()
             }),
-            wake: Condvar::new(),
             journal: Mutex::new(Journal {
                 file,
                 path,
                 bytes: good_bytes,
             }),
         });
-        let writer = Arc::downgrade(&inner);
-        std::thread::Builder::new()
-            .name("raftq-ledger".into())
-            .spawn(move || write_loop(writer))?;
         Ok(Self {
             inner,
             found: Arc::new(Mutex::new(found)),
@@ -164,19 +158,22 @@ impl Ledger {
     }
 
     /// Everything staged is on disk now (committer thread, after a flush
-    /// and its fsync).
-    pub(crate) fn flushed(&self) {
-        let mut marks = self.inner.marks.lock();
-        if marks.staged.is_empty() {
-            return;
+    /// and its fsync): the new marks are written and synced before the
+    /// flush's writes are acknowledged, so no acknowledged entry can be lost
+    /// unseen.
+    pub(crate) fn flushed(&self) -> Result<(), std::io::Error> {
+        {
+            let mut marks = self.inner.marks.lock();
+            if marks.staged.is_empty() {
+                return Ok(());
+            }
+            let staged = std::mem::take(&mut marks.staged);
+            for (group, mark) in staged {
+                marks.durable.entry(group).or_default().raise(mark);
+                marks.dirty.insert(group);
+            }
         }
-        let staged = std::mem::take(&mut marks.staged);
-        for (group, mark) in staged {
-            marks.durable.entry(group).or_default().raise(mark);
-            marks.dirty.insert(group);
-        }
-        drop(marks);
-        self.inner.wake.notify_one();
+        Self::write_dirty(&self.inner)
     }
 
     /// `group`'s log ends before `first_removed` from now on: written and
@@ -249,35 +246,6 @@ impl Ledger {
             compact(&mut journal, &all)?;
         }
         Ok(())
-    }
-}
-
-fn write_loop(inner: std::sync::Weak<Inner>) {
-    let mut last_write = Instant::now() - WRITE_EVERY;
-    loop {
-        let Some(strong) = inner.upgrade() else {
-            return;
-        };
-        {
-            let mut marks = strong.marks.lock();
-            if marks.dirty.is_empty() {
-                // Wakes on new marks, and now and then to notice that the
-                // node dropped the ledger (then `upgrade` fails).
-                strong.wake.wait_for(&mut marks, Duration::from_millis(200));
-                if marks.dirty.is_empty() {
-                    continue;
-                }
-            }
-        }
-        let since = last_write.elapsed();
-        if since < WRITE_EVERY {
-            std::thread::sleep(WRITE_EVERY - since);
-        }
-        if let Err(e) = Ledger::write_dirty(&strong) {
-            tracing::error!("cannot write the durability ledger: {e}");
-            std::thread::sleep(Duration::from_secs(1));
-        }
-        last_write = Instant::now();
     }
 }
 
@@ -359,7 +327,7 @@ mod tests {
     }
 
     fn flush(ledger: &Ledger) {
-        ledger.flushed();
+        ledger.flushed().expect("ledger write");
     }
 
     #[test]
