@@ -369,11 +369,18 @@ async fn a_five_node_cluster_shrinks_to_three_under_load() {
     // Live nodes leave one at a time: their replicas move first.
     let mut admin = cluster.admin(1).await;
     for gone in [5u64, 4] {
-        let status = admin
-            .remove_node(RemoveNodeRequest { node_id: gone })
-            .await
-            .unwrap_or_else(|e| panic!("remove node {gone}: {e}"))
-            .into_inner();
+        // Taking a node out can move the metadata leadership: an election
+        // answers UNAVAILABLE for a moment, and the removal is asked again.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            match admin.remove_node(RemoveNodeRequest { node_id: gone }).await {
+                Ok(answer) => break answer.into_inner(),
+                Err(e) if e.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("remove node {gone}: {e}"),
+            }
+        };
         assert!(status.nodes.iter().all(|n| n.id != gone), "{status:#?}");
         cluster.kill(gone);
     }
