@@ -53,15 +53,26 @@ fn assert_no_panic(cluster: &Cluster, _damaged: u64) {
     }
 }
 
-/// The line naming the damage: one line, the node, the queue, the group, the file.
-fn damage_line(log: &str, group: u64) -> String {
-    let line = log
-        .lines()
-        .find(|l| l.contains("damaged replica:") && l.contains(&format!("group={group}")))
-        .unwrap_or_else(|| panic!("no damage line for group {group}: {log}"))
-        .to_string();
-    assert!(line.contains(&format!("node={DAMAGED}")), "{line}");
-    line
+/// The line naming the damage of `group` on node 3, once it is logged: one
+/// line, the node, the queue, the group, the file.
+async fn wait_for_damage_line(cluster: &Cluster, group: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = cluster.node(DAMAGED).log();
+        let found = log
+            .lines()
+            .find(|l| l.contains("damaged replica:") && l.contains(&format!("group={group}")));
+        if let Some(line) = found {
+            assert!(line.contains(&format!("node={DAMAGED}")), "{line}");
+            return line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no damage line for group {group}: {}",
+            cluster.node(DAMAGED).log_tail(4000)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The damaged replica is taken out of the votes before it is discarded,
@@ -135,6 +146,29 @@ async fn finish_load(cluster: &Cluster, queue: &str, load: Load) {
     );
 }
 
+async fn wait_for_snapshot(data_dir: &Path, group: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while snapshot_files(data_dir, group).is_empty() {
+        assert!(Instant::now() < deadline, "node {DAMAGED} took no snapshot");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(
+        status.success(),
+        "cp -a {} {}",
+        from.display(),
+        to.display()
+    );
+}
+
 fn snapshot_files(data_dir: &Path, group: u64) -> Vec<PathBuf> {
     std::fs::read_dir(data_dir.join("snapshots"))
         .map(|dir| {
@@ -163,25 +197,14 @@ async fn a_damaged_snapshot_is_rebuilt_from_the_other_replicas() {
     let mut cluster = Cluster::start_with(3, &["--snapshot-every", "40"]).await;
     let (group, load) = start_load(&cluster, "snapped").await;
     let data_dir = cluster.node(DAMAGED).data_dir.clone();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while snapshot_files(&data_dir, group).is_empty() {
-        assert!(Instant::now() < deadline, "node {DAMAGED} took no snapshot");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_snapshot(&data_dir, group).await;
     cluster.kill(DAMAGED);
     for file in snapshot_files(&data_dir, group) {
         let len = std::fs::metadata(&file).expect("snapshot").len() as usize;
         flip_bytes(&file, len / 2, 3);
     }
     cluster.restart(DAMAGED);
-    let log = wait_for_log(
-        &cluster,
-        DAMAGED,
-        "damaged replica:",
-        Duration::from_secs(30),
-    )
-    .await;
-    let line = damage_line(&log, group);
+    let line = wait_for_damage_line(&cluster, group).await;
     assert!(line.contains("snapped") && line.contains(".snap"), "{line}");
     assert_rebuilt(&cluster, "snapped").await;
     finish_load(&cluster, "snapped", load).await;
@@ -196,34 +219,15 @@ async fn a_log_that_lost_flushed_entries_is_rebuilt_from_the_other_replicas() {
     // The database as it is now, frozen for a moment to copy it whole: what
     // sled recovers to when it drops everything after a damaged record.
     cluster.stop(DAMAGED);
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(data_dir.join("db"))
-        .arg(kept.path().join("db"))
-        .status()
-        .expect("cp");
-    assert!(status.success());
+    copy_tree(&data_dir.join("db"), &kept.path().join("db"));
     cluster.cont(DAMAGED);
     // Node 3 acknowledges more of the queue's entries, then loses them.
     tokio::time::sleep(Duration::from_secs(3)).await;
     cluster.kill(DAMAGED);
     std::fs::remove_dir_all(data_dir.join("db")).expect("rm db");
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(kept.path().join("db"))
-        .arg(data_dir.join("db"))
-        .status()
-        .expect("cp back");
-    assert!(status.success());
+    copy_tree(&kept.path().join("db"), &data_dir.join("db"));
     cluster.restart(DAMAGED);
-    let log = wait_for_log(
-        &cluster,
-        DAMAGED,
-        "damaged replica:",
-        Duration::from_secs(30),
-    )
-    .await;
-    let line = damage_line(&log, group);
+    let line = wait_for_damage_line(&cluster, group).await;
     assert!(
         line.contains("rolled") && line.contains("had made index") && line.contains("/db"),
         "{line}"
@@ -394,11 +398,7 @@ async fn a_damaged_replica_is_listed_and_kept_out_until_a_leader_can_let_it_go()
         .expect("create");
     let producer = BackgroundProducer::start(&client, "waits", "w");
     let data_dir = cluster.node(DAMAGED).data_dir.clone();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while snapshot_files(&data_dir, info.group_id).is_empty() {
-        assert!(Instant::now() < deadline, "node {DAMAGED} took no snapshot");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_snapshot(&data_dir, info.group_id).await;
     let (confirmed, _) = producer.stop().await;
     let healthy: Vec<Bytes> = (0..20).map(|i| Bytes::from(format!("h{i}"))).collect();
     client

@@ -407,30 +407,32 @@ impl Node {
     /// Stops a running group whose storage failed, keeping its data for the
     /// rebuild to discard once the group's leader has let it go.
     pub(crate) async fn take_out_damaged(&self, id: GroupId, why: String) {
-        let group = self.groups.write().remove(&id);
-        if let Some(group) = group {
-            if let Some(upkeep) = group.upkeep.lock().take() {
-                upkeep.abort();
-            }
-            self.sessions.close_group(id);
-            let _ = group.raft.shutdown().await;
+        if self.halt_group(id).await {
             let _ = self.found_damage(id, why);
         }
     }
 
     /// Stops a deleted queue's group and removes its data.
     pub(crate) async fn stop_group(&self, id: GroupId) {
-        let group = self.groups.write().remove(&id);
-        if let Some(group) = group {
-            if let Some(upkeep) = group.upkeep.lock().take() {
-                upkeep.abort();
-            }
-            self.sessions.close_group(id);
-            let _ = group.raft.shutdown().await;
+        if self.halt_group(id).await {
             if let Err(e) = self.store.remove_group(id) {
                 tracing::warn!(group = id, "cannot remove data of deleted group: {e}");
             }
         }
+    }
+
+    /// Takes group `id` out of the node and stops its Raft, upkeep and
+    /// consumer sessions; false when it was not running.
+    async fn halt_group(&self, id: GroupId) -> bool {
+        let Some(group) = self.groups.write().remove(&id) else {
+            return false;
+        };
+        if let Some(upkeep) = group.upkeep.lock().take() {
+            upkeep.abort();
+        }
+        self.sessions.close_group(id);
+        let _ = group.raft.shutdown().await;
+        true
     }
 
     /// Stops every Raft group (after [`crate::failover::driver::hand_off_leadership`]).

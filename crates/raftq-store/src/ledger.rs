@@ -26,7 +26,7 @@
 //! Reading stops at the first record that is zero, torn or damaged. Rewritten
 //! at every start (as one record, also dropping a torn tail) and when full.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -72,7 +72,6 @@ struct Marks {
     durable: BTreeMap<u64, Mark>,
     /// Raised by writes since the last flush; promoted by `flushed`.
     staged: BTreeMap<u64, Mark>,
-    dirty: BTreeSet<u64>,
 }
 
 struct Journal {
@@ -106,8 +105,7 @@ impl Ledger {
         let existed = path.exists();
         let found = if existed {
             let mut file = File::open(&path)?;
-            let (found, good_bytes) = read_records(&mut file)?;
-            let used = used_bytes(&mut file)?;
+            let (found, good_bytes, used) = read_records(&mut file)?;
             if good_bytes < used {
                 tracing::warn!(
                     path = %path.display(),
@@ -166,18 +164,20 @@ impl Ledger {
     /// flush's writes are acknowledged, so no acknowledged entry can be lost
     /// unseen.
     pub(crate) fn flushed(&self) -> Result<(), std::io::Error> {
-        {
+        let mut journal = self.inner.journal.lock();
+        let record: Record = {
             let mut marks = self.inner.marks.lock();
-            if marks.staged.is_empty() {
-                return Ok(());
-            }
             let staged = std::mem::take(&mut marks.staged);
-            for (group, mark) in staged {
-                marks.durable.entry(group).or_default().raise(mark);
-                marks.dirty.insert(group);
-            }
-        }
-        Self::write_dirty(&self.inner)
+            staged
+                .into_iter()
+                .map(|(group, mark)| {
+                    let durable = marks.durable.entry(group).or_default();
+                    durable.raise(mark);
+                    (group, Some(*durable))
+                })
+                .collect()
+        };
+        self.write(&mut journal, &record)
     }
 
     /// `group`'s log ends before `first_removed` from now on: written and
@@ -218,47 +218,19 @@ impl Ledger {
             apply(&mut marks.staged);
             apply(&mut marks.durable);
             apply(&mut self.found.lock());
-            marks.dirty.remove(&group);
             (group, marks.durable.get(&group).copied())
         };
-        if append(&mut journal, &vec![entry])? {
-            return Ok(());
-        }
-        drop(journal);
-        // Full: the rewrite below holds the change just made.
-        let all: Record = self
-            .inner
-            .marks
-            .lock()
-            .durable
-            .iter()
-            .map(|(g, m)| (*g, Some(*m)))
-            .collect();
-        let mut journal = self.inner.journal.lock();
-        let path = journal.path.clone();
-        *journal = Journal::fresh(&path, &all)?;
-        Ok(())
+        self.write(&mut journal, &vec![entry])
     }
 
-    /// Writes what is dirty now; the writer thread's one step.
-    fn write_dirty(inner: &Inner) -> Result<(), std::io::Error> {
-        let mut journal = inner.journal.lock();
-        let record: Record = {
-            let mut marks = inner.marks.lock();
-            let dirty = std::mem::take(&mut marks.dirty);
-            dirty
-                .into_iter()
-                .map(|g| (g, marks.durable.get(&g).copied()))
-                .collect()
-        };
-        if record.is_empty() {
+    /// Appends `record`, or, when the file is full, replaces it with a
+    /// fresh one holding every mark (which includes `record`).
+    fn write(&self, journal: &mut Journal, record: &Record) -> Result<(), std::io::Error> {
+        if record.is_empty() || append(journal, record)? {
             return Ok(());
         }
-        if append(&mut journal, &record)? {
-            return Ok(());
-        }
-        // Full: everything as one record, in a fresh file.
-        let all: Record = inner
+        let all: Record = self
+            .inner
             .marks
             .lock()
             .durable
@@ -326,8 +298,9 @@ fn append(journal: &mut Journal, record: &Record) -> Result<bool, std::io::Error
     Ok(true)
 }
 
-/// Replays the journal: the marks, and how many leading bytes were sound.
-fn read_records(file: &mut File) -> Result<(BTreeMap<u64, Mark>, u64), std::io::Error> {
+/// Replays the journal: the marks, how many leading bytes were sound, and
+/// how many were ever written (up to the last byte that is not zero).
+fn read_records(file: &mut File) -> Result<(BTreeMap<u64, Mark>, u64, u64), std::io::Error> {
     let mut bytes = Vec::new();
     file.seek(SeekFrom::Start(0))?;
     file.read_to_end(&mut bytes)?;
@@ -354,18 +327,8 @@ fn read_records(file: &mut File) -> Result<(BTreeMap<u64, Mark>, u64), std::io::
         }
         at += 4 + len as usize;
     }
-    Ok((marks, at as u64))
-}
-
-/// Bytes up to the last one that is not zero: what was ever written.
-fn used_bytes(file: &mut File) -> Result<u64, std::io::Error> {
-    let mut bytes = Vec::new();
-    file.seek(SeekFrom::Start(0))?;
-    file.read_to_end(&mut bytes)?;
-    Ok(bytes
-        .iter()
-        .rposition(|b| *b != 0)
-        .map_or(0, |i| i as u64 + 1))
+    let used = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    Ok((marks, at as u64, used as u64))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), std::io::Error> {
@@ -376,8 +339,11 @@ fn sync_dir(dir: &Path) -> Result<(), std::io::Error> {
 mod tests {
     use super::*;
 
-    fn settle(ledger: &Ledger) {
-        Ledger::write_dirty(&ledger.inner).expect("write");
+    fn mark(last_index: u64, vote_term: u64) -> Mark {
+        Mark {
+            last_index,
+            vote_term,
+        }
     }
 
     fn flush(ledger: &Ledger) {
@@ -390,40 +356,15 @@ mod tests {
         {
             let ledger = Ledger::open(dir.path()).expect("open");
             assert!(!ledger.existed());
-            ledger.stage(
-                7,
-                Mark {
-                    last_index: 10,
-                    vote_term: 2,
-                },
-            );
+            ledger.stage(7, mark(10, 2));
             flush(&ledger);
-            ledger.stage(
-                7,
-                Mark {
-                    last_index: 12,
-                    vote_term: 2,
-                },
-            );
-            ledger.stage(
-                9,
-                Mark {
-                    last_index: 3,
-                    vote_term: 1,
-                },
-            );
-            settle(&ledger);
+            ledger.stage(7, mark(12, 2));
+            ledger.stage(9, mark(3, 1));
             // 12 and group 9 were staged, never flushed: not written.
         }
         let ledger = Ledger::open(dir.path()).expect("reopen");
         assert!(ledger.existed());
-        assert_eq!(
-            ledger.found(7),
-            Some(Mark {
-                last_index: 10,
-                vote_term: 2
-            })
-        );
+        assert_eq!(ledger.found(7), Some(mark(10, 2)));
         assert_eq!(ledger.found(9), None);
     }
 
@@ -432,40 +373,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let ledger = Ledger::open(dir.path()).expect("open");
-            ledger.stage(
-                1,
-                Mark {
-                    last_index: 50,
-                    vote_term: 3,
-                },
-            );
-            ledger.stage(
-                2,
-                Mark {
-                    last_index: 5,
-                    vote_term: 1,
-                },
-            );
+            ledger.stage(1, mark(50, 3));
+            ledger.stage(2, mark(5, 1));
             flush(&ledger);
-            settle(&ledger);
-            ledger.stage(
-                1,
-                Mark {
-                    last_index: 60,
-                    vote_term: 3,
-                },
-            );
+            ledger.stage(1, mark(60, 3));
             ledger.lower(1, 41).expect("lower");
             ledger.forget(2).expect("forget");
         }
         let ledger = Ledger::open(dir.path()).expect("reopen");
-        assert_eq!(
-            ledger.found(1),
-            Some(Mark {
-                last_index: 40,
-                vote_term: 3
-            })
-        );
+        assert_eq!(ledger.found(1), Some(mark(40, 3)));
         assert_eq!(ledger.found(2), None);
     }
 
@@ -474,54 +390,22 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let ledger = Ledger::open(dir.path()).expect("open");
-            ledger.stage(
-                5,
-                Mark {
-                    last_index: 10,
-                    vote_term: 1,
-                },
-            );
+            ledger.stage(5, mark(10, 1));
             flush(&ledger);
             // Written, not flushed yet: staged.
-            ledger.stage(
-                5,
-                Mark {
-                    last_index: 100,
-                    vote_term: 9,
-                },
-            );
+            ledger.stage(5, mark(100, 9));
             ledger.lower(5, 91).expect("lower");
-            settle(&ledger);
         }
         // The staged term-9 vote was never flushed: not in the ledger.
         let ledger = Ledger::open(dir.path()).expect("reopen");
-        assert_eq!(
-            ledger.found(5),
-            Some(Mark {
-                last_index: 10,
-                vote_term: 1
-            })
-        );
-        ledger.stage(
-            5,
-            Mark {
-                last_index: 100,
-                vote_term: 9,
-            },
-        );
+        assert_eq!(ledger.found(5), Some(mark(10, 1)));
+        ledger.stage(5, mark(100, 9));
         ledger.lower(5, 91).expect("lower");
         flush(&ledger);
-        settle(&ledger);
         drop(ledger);
         // Once flushed, the staged mark counts, clipped to 90.
         let ledger = Ledger::open(dir.path()).expect("reopen");
-        assert_eq!(
-            ledger.found(5),
-            Some(Mark {
-                last_index: 90,
-                vote_term: 9
-            })
-        );
+        assert_eq!(ledger.found(5), Some(mark(90, 9)));
     }
 
     #[test]
@@ -529,21 +413,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let ledger = Ledger::open(dir.path()).expect("open");
-            ledger.stage(
-                4,
-                Mark {
-                    last_index: 8,
-                    vote_term: 1,
-                },
-            );
+            ledger.stage(4, mark(8, 1));
             flush(&ledger);
-            ledger.stage(
-                4,
-                Mark {
-                    last_index: 9,
-                    vote_term: 1,
-                },
-            );
+            ledger.stage(4, mark(9, 1));
             flush(&ledger);
         }
         let path = dir.path().join(FILE_NAME);
@@ -554,31 +426,13 @@ mod tests {
         content[last] ^= 0xff;
         std::fs::write(&path, content).expect("write");
         let ledger = Ledger::open(dir.path()).expect("reopen");
-        assert_eq!(
-            ledger.found(4),
-            Some(Mark {
-                last_index: 8,
-                vote_term: 1
-            })
-        );
+        assert_eq!(ledger.found(4), Some(mark(8, 1)));
         // And it writes after what it kept, readable again.
-        ledger.stage(
-            4,
-            Mark {
-                last_index: 11,
-                vote_term: 1,
-            },
-        );
+        ledger.stage(4, mark(11, 1));
         flush(&ledger);
         drop(ledger);
         let ledger = Ledger::open(dir.path()).expect("reopen again");
-        assert_eq!(
-            ledger.found(4),
-            Some(Mark {
-                last_index: 11,
-                vote_term: 1
-            })
-        );
+        assert_eq!(ledger.found(4), Some(mark(11, 1)));
     }
 
     #[test]
@@ -587,26 +441,14 @@ mod tests {
         {
             let ledger = Ledger::open(dir.path()).expect("open");
             for g in 0..100u64 {
-                ledger.stage(
-                    g,
-                    Mark {
-                        last_index: g * 2,
-                        vote_term: 1,
-                    },
-                );
+                ledger.stage(g, mark(g * 2, 1));
             }
             flush(&ledger);
             // Enough records to fill the file several times over.
             let mut written = 0u64;
             let mut i = 0u64;
             while written < 3 * SPACE {
-                ledger.stage(
-                    3,
-                    Mark {
-                        last_index: 1_000 + i,
-                        vote_term: 2,
-                    },
-                );
+                ledger.stage(3, mark(1_000 + i, 2));
                 flush(&ledger);
                 written += 30;
                 i += 1;
@@ -614,13 +456,7 @@ mod tests {
             assert!(ledger.inner.journal.lock().bytes < SPACE);
         }
         let ledger = Ledger::open(dir.path()).expect("reopen");
-        assert_eq!(
-            ledger.found(50),
-            Some(Mark {
-                last_index: 100,
-                vote_term: 1
-            })
-        );
+        assert_eq!(ledger.found(50), Some(mark(100, 1)));
         assert!(ledger
             .found(3)
             .is_some_and(|m| m.last_index > 1_000 && m.vote_term == 2));

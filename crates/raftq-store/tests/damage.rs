@@ -1,25 +1,16 @@
 //! Damage to a node's data is found, never passed on: a log or vote that lost
 //! what had been flushed, a flipped bit, a truncated file.
 
-use std::io::Cursor;
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
+use common::Tc;
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
 use openraft::testing::log_id;
 use openraft::{Entry, EntryPayload, RaftLogReader, Vote};
 use raftq_store::{NodeStore, StoreError};
-
-openraft::declare_raft_types!(
-    pub Tc:
-        D = String,
-        R = (),
-        NodeId = u64,
-        Node = openraft::BasicNode,
-        Entry = openraft::Entry<Tc>,
-        SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
-);
 
 fn entry(index: u64, bytes: usize) -> Entry<Tc> {
     Entry {
@@ -38,11 +29,6 @@ async fn append(
     log.blocking_append(indexes.map(|i| entry(i, bytes)).collect::<Vec<_>>())
         .await
         .expect("append flushed");
-}
-
-/// The durability ledger is written a few milliseconds after a flush.
-async fn let_ledger_settle() {
-    tokio::time::sleep(Duration::from_millis(150)).await;
 }
 
 /// Opens once the previous instance's threads have let go of the database;
@@ -75,7 +61,6 @@ async fn a_log_that_lost_flushed_entries_is_damaged() {
         let node = open(dir.path()).await.expect("open");
         append(&node, 7, 1..=5, 64).await;
         append(&node, 8, 1..=3, 64).await;
-        let_ledger_settle().await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The database as it was, kept aside: what sled recovers to when it
@@ -84,7 +69,6 @@ async fn a_log_that_lost_flushed_entries_is_damaged() {
     {
         let node = open(dir.path()).await.expect("reopen");
         append(&node, 7, 6..=10, 64).await;
-        let_ledger_settle().await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     std::fs::remove_dir_all(dir.path().join("db")).expect("rm");
@@ -116,7 +100,6 @@ async fn a_lost_vote_is_damage() {
         let node = open(dir.path()).await.expect("open");
         let mut log = node.log_store::<Tc>(3).expect("log");
         log.save_vote(&Vote::new(4, 1)).await.expect("vote");
-        let_ledger_settle().await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     copy_dir(&dir.path().join("db"), &saved.path().join("db"));
@@ -124,7 +107,6 @@ async fn a_lost_vote_is_damage() {
         let node = open(dir.path()).await.expect("reopen");
         let mut log = node.log_store::<Tc>(3).expect("log");
         log.save_vote(&Vote::new(9, 2)).await.expect("vote");
-        let_ledger_settle().await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     std::fs::remove_dir_all(dir.path().join("db")).expect("rm");
@@ -144,7 +126,6 @@ async fn truncation_and_deletion_are_no_damage() {
         let node = open(dir.path()).await.expect("open");
         append(&node, 1, 1..=10, 64).await;
         append(&node, 2, 1..=10, 64).await;
-        let_ledger_settle().await;
         let mut log = node.log_store::<Tc>(1).expect("log");
         log.truncate(log_id(1, 1, 6)).await.expect("truncate");
         node.remove_group(2).expect("remove");
@@ -164,7 +145,6 @@ async fn a_database_that_lost_everything_is_unusable() {
     {
         let node = open(dir.path()).await.expect("open");
         append(&node, 5, 1..=4, 64).await;
-        let_ledger_settle().await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     std::fs::remove_dir_all(dir.path().join("db")).expect("rm");
@@ -221,13 +201,13 @@ async fn build_damageable(path: &Path, groups: u64, entries: u64, bytes: usize) 
                 append(&node, group, batch * 10 + 1..=batch * 10 + 10, bytes).await;
             }
         }
-        let_ledger_settle().await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
-#[tokio::test]
-async fn flipped_bits_in_the_database_never_pass_silently() {
+/// Damages a copy of a node's database at `trials` points spread over
+/// sled's file, one copy each, and checks every outcome.
+async fn damage_across_the_file(trials: u64, damage: fn(&Path, u64, f64)) -> Vec<&'static str> {
     let (groups, entries, bytes) = (3, 120, 1200);
     let base = tempfile::tempdir().expect("tempdir");
     build_damageable(base.path(), groups, entries, bytes).await;
@@ -235,45 +215,43 @@ async fn flipped_bits_in_the_database_never_pass_silently() {
         .expect("db file")
         .len();
     let mut outcomes = Vec::new();
-    for trial in 0..10u64 {
+    for trial in 0..trials {
         let dir = tempfile::tempdir().expect("tempdir");
         let copy = dir.path().join("node");
         copy_dir(base.path(), &copy);
-        let file = copy.join("db/db");
-        let mut content = std::fs::read(&file).expect("read");
-        let at = (db_len as f64 * (trial as f64 + 0.5) / 10.0) as usize;
+        let at = (trial as f64 + 0.5) / trials as f64;
+        damage(&copy.join("db/db"), db_len, at);
+        outcomes.push(assert_never_silent(&copy, groups, entries, bytes).await);
+    }
+    outcomes
+}
+
+#[tokio::test]
+async fn flipped_bits_in_the_database_never_pass_silently() {
+    let outcomes = damage_across_the_file(10, |file, len, at| {
+        let mut content = std::fs::read(file).expect("read");
+        let at = (len as f64 * at) as usize;
         for i in 0..3 {
             if let Some(b) = content.get_mut(at + i * 101) {
                 *b ^= 0x10;
             }
         }
-        std::fs::write(&file, content).expect("write");
-        outcomes.push(assert_never_silent(&copy, groups, entries, bytes).await);
-    }
+        std::fs::write(file, content).expect("write");
+    })
+    .await;
     eprintln!("outcomes of flips across the file: {outcomes:?}");
 }
 
 #[tokio::test]
 async fn a_truncated_database_never_passes_silently() {
-    let (groups, entries, bytes) = (3, 120, 1200);
-    let base = tempfile::tempdir().expect("tempdir");
-    build_damageable(base.path(), groups, entries, bytes).await;
-    let db_len = std::fs::metadata(base.path().join("db/db"))
-        .expect("db file")
-        .len();
-    let mut outcomes = Vec::new();
-    for trial in 0..8u64 {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let copy = dir.path().join("node");
-        copy_dir(base.path(), &copy);
-        let keep = (db_len as f64 * (trial as f64 + 0.5) / 8.0) as u64;
-        let file = std::fs::OpenOptions::new()
+    let outcomes = damage_across_the_file(8, |file, len, keep| {
+        std::fs::OpenOptions::new()
             .write(true)
-            .open(copy.join("db/db"))
-            .expect("open db file");
-        file.set_len(keep).expect("truncate");
-        drop(file);
-        outcomes.push(assert_never_silent(&copy, groups, entries, bytes).await);
-    }
+            .open(file)
+            .expect("open db file")
+            .set_len((len as f64 * keep) as u64)
+            .expect("truncate");
+    })
+    .await;
     eprintln!("outcomes of truncations: {outcomes:?}");
 }

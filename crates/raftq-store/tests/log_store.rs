@@ -2,24 +2,11 @@
 
 mod common;
 
-use std::io::Cursor;
-
-use common::reopen;
+use common::{reopen, Tc};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
 use openraft::testing::log_id;
 use openraft::{Entry, EntryPayload, RaftLogReader, Vote};
 use raftq_store::NodeStore;
-
-openraft::declare_raft_types!(
-    pub Tc:
-        D = String,
-        R = (),
-        NodeId = u64,
-        Node = openraft::BasicNode,
-        Entry = openraft::Entry<Tc>,
-        SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
-);
 
 fn entry(term: u64, index: u64) -> Entry<Tc> {
     Entry {

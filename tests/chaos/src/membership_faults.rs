@@ -32,6 +32,15 @@ pub fn admin_client(cluster: &Cluster) -> anyhow::Result<Client> {
 pub async fn replace_node(cluster: &mut Cluster, rng: &mut StdRng) -> anyhow::Result<String> {
     let ids = cluster.ids();
     let victim = ids[rng.gen_range(0..ids.len())];
+    let new = replace_in_its_slot(cluster, victim).await?;
+    Ok(format!(
+        "node {victim} lost its disk: removed, replaced by node {new} at its address"
+    ))
+}
+
+/// The runbook for a node whose data is gone: stop and wipe it, remove it,
+/// start a new id at its address; returns the new id once it votes.
+pub async fn replace_in_its_slot(cluster: &mut Cluster, victim: u64) -> anyhow::Result<u64> {
     let slot = cluster.slot_of(victim)?;
     cluster.retire(victim)?;
     let admin = admin_client(cluster)?;
@@ -39,9 +48,7 @@ pub async fn replace_node(cluster: &mut Cluster, rng: &mut StdRng) -> anyhow::Re
     let new = cluster.next_id();
     cluster.join(new, slot)?;
     wait_voter(&admin, new).await?;
-    Ok(format!(
-        "node {victim} lost its disk: removed, replaced by node {new} at its address"
-    ))
+    Ok(new)
 }
 
 /// A new node joins in a free slot, then a live old node is removed (and
@@ -132,7 +139,7 @@ pub async fn move_leader(
     ))
 }
 
-pub async fn wait_voter(admin: &Client, id: u64) -> anyhow::Result<()> {
+async fn wait_voter(admin: &Client, id: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + SETTLE;
     while Instant::now() < deadline {
         if let Ok(status) = admin.cluster_status().await {

@@ -19,21 +19,8 @@ pub struct PowerDisk {
 
 /// Why power faults cannot run here, if they cannot.
 pub fn unavailable(lazyfs: &Path) -> Option<String> {
-    if !Path::new("/dev/fuse").exists() {
-        return Some("/dev/fuse is missing".into());
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root (mounting FUSE needs it here)".into());
-    }
-    if Command::new("fusermount3")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
-        return Some("fusermount3 is not installed (apt-get install fuse3)".into());
+    if let Some(why) = raftq_lazyfs::mount::fuse_unavailable() {
+        return Some(why);
     }
     if !lazyfs.exists() {
         return Some(format!(

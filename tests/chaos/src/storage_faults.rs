@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 use crate::cluster::Cluster;
-use crate::membership_faults::{admin_client, wait_voter};
+use crate::membership_faults::replace_in_its_slot;
 
 /// How long a restarted node gets to say what it found.
 const VERDICT_WITHIN: Duration = Duration::from_secs(20);
@@ -37,13 +37,7 @@ pub async fn corrupt_node(cluster: &mut Cluster, rng: &mut StdRng) -> anyhow::Re
                 log.contains("cannot trust its data"),
                 "node {victim} exited on damaged data ({what}) without saying why"
             );
-            let slot = cluster.slot_of(victim)?;
-            cluster.retire(victim)?;
-            let admin = admin_client(cluster)?;
-            admin.remove_node(victim).await?;
-            let new = cluster.next_id();
-            cluster.join(new, slot)?;
-            wait_voter(&admin, new).await?;
+            let new = replace_in_its_slot(cluster, victim).await?;
             return Ok(format!(
                 "node {victim}: {what}; it refused to start, was removed and replaced by node {new}"
             ));

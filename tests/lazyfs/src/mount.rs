@@ -201,3 +201,24 @@ mod tests {
         );
     }
 }
+
+/// Why this machine cannot mount the file system, if it cannot: for tests
+/// and tools that then skip with one line.
+pub fn fuse_unavailable() -> Option<String> {
+    if !Path::new("/dev/fuse").exists() {
+        return Some("/dev/fuse is missing".into());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root (mounting needs it here)".into());
+    }
+    let probe = std::process::Command::new("fusermount3")
+        .arg("-V")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if probe.is_err() {
+        return Some("fusermount3 is not installed (apt-get install fuse3)".into());
+    }
+    None
+}

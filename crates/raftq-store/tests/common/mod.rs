@@ -1,5 +1,10 @@
 //! Helpers shared by the storage tests.
 
+// Each test file uses its own part of this module.
+#![allow(dead_code)]
+
+use std::io::Cursor;
+
 use raftq_store::NodeStore;
 
 /// The node's threads release their handles on the Db shortly after the last
@@ -15,3 +20,15 @@ pub async fn reopen(path: &std::path::Path) -> NodeStore {
     }
     reopened.expect("reopen")
 }
+
+// The type configuration of the log-store tests: string entries.
+openraft::declare_raft_types!(
+    pub Tc:
+        D = String,
+        R = (),
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<Tc>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);

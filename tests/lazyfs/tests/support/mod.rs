@@ -12,26 +12,7 @@ pub use raftq_lazyfs::control::Command as Ctl;
 use raftq_lazyfs::control::{self, parse_totals};
 pub use raftq_lazyfs::state::Totals;
 
-/// Why FUSE tests cannot run here, if they cannot.
-pub fn fuse_unavailable() -> Option<String> {
-    if !Path::new("/dev/fuse").exists() {
-        return Some("/dev/fuse is missing".into());
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root (mounting needs it here)".into());
-    }
-    if Command::new("fusermount3")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
-        return Some("fusermount3 is not installed (apt-get install fuse3)".into());
-    }
-    None
-}
+pub use raftq_lazyfs::mount::fuse_unavailable;
 
 /// Past libtest's output capture, so the line shows in a plain `cargo test`.
 pub fn skipped(test: &str, why: &str) {
