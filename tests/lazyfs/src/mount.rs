@@ -189,19 +189,6 @@ fn unmount(mountpoint: &Path) -> io::Result<()> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn control_socket_sits_beside_the_mountpoint() {
-        assert_eq!(
-            default_control_path(Path::new("/tmp/t/mnt/")),
-            PathBuf::from("/tmp/t/mnt.lazyfs.sock")
-        );
-    }
-}
-
 /// Why this machine cannot mount the file system, if it cannot: for tests
 /// and tools that then skip with one line.
 pub fn fuse_unavailable() -> Option<String> {
@@ -221,4 +208,17 @@ pub fn fuse_unavailable() -> Option<String> {
         return Some("fusermount3 is not installed (apt-get install fuse3)".into());
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_socket_sits_beside_the_mountpoint() {
+        assert_eq!(
+            default_control_path(Path::new("/tmp/t/mnt/")),
+            PathBuf::from("/tmp/t/mnt.lazyfs.sock")
+        );
+    }
 }
