@@ -85,11 +85,16 @@ struct Args {
     #[arg(long)]
     power_only: bool,
     /// The long-run mix at a faster pace (shorter holds and recoveries):
-    /// about 1,000 leader kills, 200 pauses, 200 partitions and 60
-    /// whole-cluster restarts per 1,850 faults, with the membership, storage
+    /// about 1,000 leader kills, 240 pauses, 260 partitions and 90
+    /// whole-cluster restarts per 1,900 faults, with the membership, storage
     /// and power faults asked for.
     #[arg(long)]
     soak: bool,
+    /// End the faults early, once the soak's counts are reached (1,000
+    /// leader kills, 200 pauses, 200 partitions, 50 whole-cluster restarts,
+    /// and each storage or power fault asked for); --duration stays the cap.
+    #[arg(long)]
+    until_soak_minimum: bool,
     /// The raftq-lazyfs binary (power faults).
     #[arg(long, default_value = "target/release/raftq-lazyfs")]
     lazyfs: PathBuf,
@@ -316,6 +321,13 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     // Load first, then faults until the deadline, each followed by recovery.
     tokio::time::sleep(Duration::from_secs(3)).await;
     while started.elapsed() < args.duration {
+        if args.until_soak_minimum && nemesis.soak_minimum_met() {
+            eprintln!(
+                "soak minimum reached after {:?}: stopping faults",
+                started.elapsed()
+            );
+            break;
+        }
         if let Err(e) = nemesis
             .strike(&mut cluster, net.as_ref(), power.as_ref(), &rec)
             .await
@@ -332,6 +344,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         let recover = Duration::from_millis(nemesis_recovery(&mut nemesis));
         tokio::time::sleep(recover).await;
     }
+    let faults_for = started.elapsed();
     // Heal everything, stop producing, let consumers drain every queue.
     if let Some(n) = &net {
         n.heal()?;
@@ -378,6 +391,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let refusals = nemesis.power_refusals.len();
     let summary = serde_json::json!({
         "nodes": args.nodes, "seed": args.seed, "duration_s": args.duration.as_secs(),
+        "faults_for_s": faults_for.as_secs(),
         "faults": report.faults, "leader_kills": kills, "partitions": partitions,
         "membership_changes": membership, "storage_faults": storage,
         "power_cuts": power_cuts, "refused_after_power_cut": refusals,

@@ -57,28 +57,38 @@ impl Fault {
     }
 }
 
-/// The soak's mix: per 1,000 leader kills about 200 pauses, 200 partitions
-/// and 60 whole-cluster restarts.
+/// The soak's mix: per 1,000 leader kills about 240 pauses, 260 partitions
+/// and 90 whole-cluster restarts, so a run that stops at `SOAK_MINIMUM`
+/// meets every count with room to spare.
 fn soak_table(partitions: bool) -> Vec<(Fault, u32)> {
     if partitions {
         vec![
             (Fault::KillLeader, 45),
             (Fault::KillNode, 2),
-            (Fault::PauseLeader, 9),
-            (Fault::IsolateLeader, 4),
-            (Fault::Split, 3),
-            (Fault::Bridge, 2),
-            (Fault::RestartAll, 3),
+            (Fault::PauseLeader, 11),
+            (Fault::IsolateLeader, 5),
+            (Fault::Split, 4),
+            (Fault::Bridge, 3),
+            (Fault::RestartAll, 4),
         ]
     } else {
         vec![
             (Fault::KillLeader, 45),
             (Fault::KillNode, 2),
-            (Fault::PauseLeader, 9),
-            (Fault::RestartAll, 3),
+            (Fault::PauseLeader, 11),
+            (Fault::RestartAll, 4),
         ]
     }
 }
+
+/// What one soak must reach (issue 20): fault names and how many of each;
+/// a partition is any of isolate-leader, split and bridge.
+pub const SOAK_MINIMUM: &[(&[&str], u32)] = &[
+    (&["kill-leader"], 1000),
+    (&["pause-leader"], 200),
+    (&["isolate-leader", "split", "bridge"], 200),
+    (&["restart-all"], 50),
+];
 
 /// Which kinds of fault a run makes besides process faults.
 #[derive(Clone, Copy, Debug, Default)]
@@ -200,6 +210,28 @@ impl Nemesis {
             counts: Default::default(),
             power_refusals: Vec::new(),
         }
+    }
+
+    /// Whether the soak's counts are all reached, and each fault kind asked
+    /// for (storage, power) has happened at least once.
+    pub fn soak_minimum_met(&self) -> bool {
+        let count = |names: &[&str]| -> u32 {
+            names
+                .iter()
+                .map(|n| self.counts.get(n).copied().unwrap_or(0))
+                .sum()
+        };
+        let mut wanted: Vec<(&[&str], u32)> = SOAK_MINIMUM.to_vec();
+        if self.kinds.storage {
+            wanted.push((&["corrupt-node"], 1));
+        }
+        if self.kinds.power {
+            wanted.extend([
+                (&["power-cut-all"][..], 1),
+                (&["power-cut-node", "power-cut-leader"][..], 1),
+            ]);
+        }
+        wanted.iter().all(|(names, min)| count(names) >= *min)
     }
 
     /// Makes one fault, holds it, heals it, and records it.
