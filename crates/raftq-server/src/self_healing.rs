@@ -7,6 +7,8 @@
 //! - with `--rebalance-on-return`, leaders are spread again once a node that
 //!   was down has been back for [`SETTLE`].
 //!
+//! - a membership change an earlier leader left joint is finished first.
+//!
 //! Only the metadata leader acts, and it only proposes catalog commands and
 //! leader transfers: the queue leaders carry out the moves learner first.
 
@@ -45,6 +47,9 @@ pub async fn run(node: Arc<Node>) {
         if !meta.is_leader() {
             // A new leader starts counting afresh: it did not see the outage.
             watch = Watch::default();
+            continue;
+        }
+        if crate::leader::joint::finish_joint_config(&meta, "metadata").await {
             continue;
         }
         let now = Instant::now();

@@ -44,11 +44,25 @@ pub async fn replace_in_its_slot(cluster: &mut Cluster, victim: u64) -> anyhow::
     let slot = cluster.slot_of(victim)?;
     cluster.retire(victim)?;
     let admin = admin_client(cluster)?;
-    admin.remove_node(victim).await?;
+    remove_node(&admin, victim).await?;
     let new = cluster.next_id();
     cluster.join(new, slot)?;
     wait_voter(&admin, new).await?;
     Ok(new)
+}
+
+/// `remove-node`, asked again when it gives up with replicas still moving, as
+/// its answer tells an operator to (three tries at the most).
+async fn remove_node(admin: &Client, id: u64) -> anyhow::Result<()> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match admin.remove_node(id).await {
+            Ok(_) => return Ok(()),
+            Err(e) if tries < 3 => eprintln!("remove-node {id} (try {tries} of 3): {e}"),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// A new node joins in a free slot, then a live old node is removed (and
@@ -63,7 +77,7 @@ pub async fn cycle_node(cluster: &mut Cluster, rng: &mut StdRng) -> anyhow::Resu
     wait_voter(&admin, new).await?;
     let old: Vec<u64> = cluster.ids().into_iter().filter(|i| *i != new).collect();
     let leaving = old[rng.gen_range(0..old.len())];
-    admin.remove_node(leaving).await?;
+    remove_node(&admin, leaving).await?;
     cluster.retire(leaving)?;
     Ok(format!(
         "node {new} joined, then live node {leaving} was removed"

@@ -11,6 +11,7 @@ use openraft::{BasicNode, ChangeMembers};
 use tokio::task::JoinHandle;
 
 use crate::ids::NodeId;
+use crate::leader::joint::finish_joint_config;
 use crate::node::{Group, Node};
 
 /// A learner this close to the leader's last index is caught up: the rest
@@ -71,6 +72,9 @@ async fn next_move(node: &Node, group: &Group) -> bool {
     else {
         return false;
     };
+    if finish_joint_config(group, &def.name).await {
+        return true;
+    }
     let desired: BTreeSet<NodeId> = def.replicas.iter().copied().collect();
     let (voters, members, last, matched) = {
         let metrics = group.raft.metrics();
