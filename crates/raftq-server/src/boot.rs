@@ -103,7 +103,7 @@ pub async fn start_node(config: Config) -> Result<Arc<Node>, StartError> {
 /// What an operator does with a node whose data as a whole cannot be
 /// trusted: its votes and acknowledged entries may be gone, so it must not
 /// take part in Raft under its id again.
-fn replace_instructions(config: &Config, cause: &str) -> String {
+pub(crate) fn replace_instructions(config: &Config, cause: &str) -> String {
     let id = config.id;
     format!(
         "node {id} cannot trust its data: {cause}. It may have lost votes and entries it \

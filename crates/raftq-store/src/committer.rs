@@ -44,7 +44,7 @@ pub struct FlushStats {
 pub struct GroupCommitter {
     tx: mpsc::Sender<Job>,
     stats: Arc<FlushStats>,
-    failed: Arc<parking_lot::Mutex<Option<String>>>,
+    failed: Arc<parking_lot::Mutex<Option<CommitFailure>>>,
 }
 
 impl GroupCommitter {
@@ -72,7 +72,7 @@ impl GroupCommitter {
     /// the data cannot be trusted either (PostgreSQL's fsync lesson): the
     /// node must stop and recover from what is on disk. Nothing written
     /// since the last good flush was acknowledged.
-    pub fn failure(&self) -> Option<String> {
+    pub fn failure(&self) -> Option<CommitFailure> {
         self.failed.lock().clone()
     }
 
@@ -151,16 +151,25 @@ impl GroupCommitter {
     }
 }
 
+/// Why the group commit stopped for good.
+#[derive(Debug, Clone)]
+pub struct CommitFailure {
+    pub why: String,
+    /// sled found its own data damaged (as opposed to a full disk or an I/O
+    /// error): the database as a whole can no longer be trusted.
+    pub damaged: bool,
+}
+
 fn run(
     db: sled::Db,
     disk: Arc<DiskSync>,
     ledger: Ledger,
     rx: mpsc::Receiver<Job>,
     stats: Arc<FlushStats>,
-    failed: Arc<parking_lot::Mutex<Option<String>>>,
+    failed: Arc<parking_lot::Mutex<Option<CommitFailure>>>,
 ) {
-    let fail = |why: String| {
-        failed.lock().get_or_insert(why);
+    let fail = |why: String, damaged: bool| {
+        failed.lock().get_or_insert(CommitFailure { why, damaged });
     };
     let mut batch: Vec<(Option<std::io::Error>, Completion)> = Vec::with_capacity(1024);
     // `recv` fails only when every sender is gone: the node is shutting down.
@@ -169,7 +178,9 @@ fn run(
         for job in std::iter::once(first).chain(rx.try_iter()) {
             let failed = job.write.and_then(|write| write().err());
             if let Some(e) = &failed {
-                fail(format!("a write to the database failed: {e}"));
+                // sled reports a damaged page it had to read as InvalidData.
+                let damaged = e.kind() == std::io::ErrorKind::InvalidData;
+                fail(format!("a write to the database failed: {e}"), damaged);
             }
             if job.durable {
                 durable = true;
@@ -200,7 +211,8 @@ fn run(
             Ok(()) => None,
             Err(e) => {
                 tracing::error!("sled flush failed: {e}");
-                fail(format!("flushing the database failed: {e}"));
+                let damaged = matches!(e, sled::Error::Corruption { .. });
+                fail(format!("flushing the database failed: {e}"), damaged);
                 Some(e.to_string())
             }
         };

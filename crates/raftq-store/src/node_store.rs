@@ -44,6 +44,12 @@ impl NodeStore {
         let snapshot_dir = data_dir.join("snapshots");
         std::fs::create_dir_all(&snapshot_dir)?;
         let db_path = data_dir.join("db");
+        if let Some(why) = found_damaged_before(data_dir)? {
+            return Err(StoreError::Unusable {
+                path: db_path,
+                cause: format!("it was found damaged while the node ran: {why}"),
+            });
+        }
         let db = open_db(&db_path)?;
         let disk = Arc::new(DiskSync::open(&db_path)?);
         let ledger = Ledger::open(data_dir)?;
@@ -59,6 +65,23 @@ impl NodeStore {
         };
         store.check_format()?;
         Ok(store)
+    }
+
+    /// Records, durably, that sled found its data damaged while running:
+    /// sled opens such a file again without complaint and fails only when it
+    /// reads the damaged page, so without this mark the node would start,
+    /// fail and start again. Every later open is `Unusable`.
+    pub fn mark_damaged(&self, why: &str) -> std::io::Result<()> {
+        let dir = self
+            .db_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let path = dir.join(DAMAGED_MARK);
+        let file = std::fs::File::create(&path)?;
+        std::io::Write::write_all(&mut &file, why.as_bytes())?;
+        file.sync_all()?;
+        std::fs::File::open(&dir)?.sync_all()
     }
 
     fn check_format(&self) -> Result<(), StoreError> {
@@ -206,6 +229,17 @@ impl NodeStore {
             })
             .unwrap_or(0);
         self.db.size_on_disk().unwrap_or(0) + snapshots
+    }
+}
+
+/// The mark `NodeStore::mark_damaged` leaves in the data dir.
+const DAMAGED_MARK: &str = "database-damaged";
+
+fn found_damaged_before(data_dir: &Path) -> Result<Option<String>, StoreError> {
+    match std::fs::read(data_dir.join(DAMAGED_MARK)) {
+        Ok(why) => Ok(Some(String::from_utf8_lossy(&why).into_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

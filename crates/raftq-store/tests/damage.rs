@@ -153,6 +153,27 @@ async fn a_database_that_lost_everything_is_unusable() {
     assert!(err.to_string().contains("lost everything"), "{err}");
 }
 
+#[tokio::test]
+async fn a_database_marked_damaged_while_running_is_unusable_from_then_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let node = open(dir.path()).await.expect("open");
+        append(&node, 5, 1..=4, 64).await;
+        node.mark_damaged("corruption encountered at a page")
+            .expect("mark");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..2 {
+        let err = open(dir.path()).await.err().expect("refused");
+        assert!(matches!(err, StoreError::Unusable { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("found damaged while the node ran: corruption encountered at a page"),
+            "{err}"
+        );
+    }
+}
+
 /// What reading every group back gives after the damage: either the damage
 /// is reported (the database refuses to open, a group fails its check, or a
 /// read fails), or every entry the ledger saw flushed is there, intact.

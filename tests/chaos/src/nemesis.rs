@@ -198,6 +198,9 @@ pub struct Nemesis {
     /// Nodes that would not start after a power cut: with every
     /// acknowledged write fsynced, there must be none.
     pub power_refusals: Vec<String>,
+    /// Nodes given a corrupt-node fault, with where their log stood then:
+    /// one may stop later on damage sled finds only when it reads it.
+    pub damaged: std::collections::BTreeMap<u64, u64>,
 }
 
 impl Nemesis {
@@ -209,6 +212,7 @@ impl Nemesis {
             kinds,
             counts: Default::default(),
             power_refusals: Vec::new(),
+            damaged: Default::default(),
         }
     }
 
@@ -248,6 +252,7 @@ impl Nemesis {
             power_only: power.is_some() && self.kinds.power_only,
             ..self.kinds
         };
+        self.replace_damaged_that_stopped(cluster, rec).await?;
         let fault = choose(&mut self.rng, kinds);
         let queue = self.queues[self.rng.gen_range(0..self.queues.len())].clone();
         let ids = cluster.ids();
@@ -359,7 +364,11 @@ impl Nemesis {
             (Fault::MoveLeader, _) => {
                 membership_faults::move_leader(cluster, &queue, &mut self.rng).await?
             }
-            (Fault::CorruptNode, _) => storage_faults::corrupt_node(cluster, &mut self.rng).await?,
+            (Fault::CorruptNode, _) => {
+                let victim = ids[self.rng.gen_range(0..n)];
+                self.damaged.insert(victim, cluster.log_len(victim)?);
+                storage_faults::corrupt_node(cluster, &mut self.rng, victim).await?
+            }
             (Fault::PowerCutLeader, Some(l)) => {
                 let disk =
                     power.ok_or_else(|| anyhow::anyhow!("power cut without the file system"))?;
@@ -401,6 +410,36 @@ impl Nemesis {
         Ok(())
     }
 
+    /// Replaces each node damaged by a corrupt-node fault that has since
+    /// stopped with the replacement steps (recorded as a fault of its own).
+    async fn replace_damaged_that_stopped(
+        &mut self,
+        cluster: &mut Cluster,
+        rec: &Recorder,
+    ) -> anyhow::Result<()> {
+        let damaged: Vec<(u64, u64)> = self.damaged.iter().map(|(i, l)| (*i, *l)).collect();
+        for (id, log_from) in damaged {
+            if !cluster.ids().contains(&id) {
+                self.damaged.remove(&id);
+                continue;
+            }
+            let t = rec.now();
+            if let Some(detail) = storage_faults::replace_if_refused(cluster, id, log_from).await? {
+                self.damaged.remove(&id);
+                *self.counts.entry("replace-damaged").or_default() += 1;
+                eprintln!("[{:>7.1}s] replace-damaged: {detail}", t as f64 / 1000.0);
+                rec.record(Event::Fault {
+                    t,
+                    end: rec.now(),
+                    kind: "replace-damaged".into(),
+                    detail,
+                    queue: None,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// SIGKILL `victims`, drop their unsynced writes, start them again after
     /// `hold`, and check that each comes back (a refusal is recorded).
     async fn power_cut(
@@ -436,6 +475,21 @@ impl Nemesis {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
         for (id, from) in victims.iter().zip(seen) {
+            if self.damaged.contains_key(id) && cluster.exited(*id)? {
+                // Its refusal is the earlier corrupt-node fault's doing.
+                let log = cluster.log_since(*id, from)?;
+                if log.contains("cannot trust its data") {
+                    let new = crate::membership_faults::replace_in_its_slot(cluster, *id).await?;
+                    self.damaged.remove(id);
+                    eprintln!(
+                        "node {id}, damaged by an earlier corrupt-node fault, refused to start \
+                         after the power cut: replaced by node {new}"
+                    );
+                    continue;
+                }
+                cluster.start(*id)?;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
             if cluster.exited(*id)? {
                 let log = cluster.log_since(*id, from)?;
                 let why = log

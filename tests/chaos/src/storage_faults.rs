@@ -17,9 +17,11 @@ use crate::membership_faults::replace_in_its_slot;
 /// How long a restarted node gets to say what it found.
 const VERDICT_WITHIN: Duration = Duration::from_secs(20);
 
-pub async fn corrupt_node(cluster: &mut Cluster, rng: &mut StdRng) -> anyhow::Result<String> {
-    let ids = cluster.ids();
-    let victim = ids[rng.gen_range(0..ids.len())];
+pub async fn corrupt_node(
+    cluster: &mut Cluster,
+    rng: &mut StdRng,
+    victim: u64,
+) -> anyhow::Result<String> {
     cluster.kill(victim)?;
     let dir = cluster.data_dir(victim)?;
     let what = damage(&dir, rng)?;
@@ -108,4 +110,29 @@ fn name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// A node damaged by a corrupt-node fault that stopped later on its own,
+/// refusing with the replacement steps (sled finds some damage only when it
+/// reads the page, long after the start): replaced in its slot, as an
+/// operator would. Returns what was done.
+pub async fn replace_if_refused(
+    cluster: &mut Cluster,
+    id: u64,
+    log_from: u64,
+) -> anyhow::Result<Option<String>> {
+    if !cluster.ids().contains(&id) || !cluster.exited(id)? {
+        return Ok(None);
+    }
+    let log = cluster.log_since(id, log_from)?;
+    if !log.contains("cannot trust its data") {
+        // Something else stopped it: start it again and let the run judge.
+        cluster.start(id)?;
+        return Ok(None);
+    }
+    let new = replace_in_its_slot(cluster, id).await?;
+    Ok(Some(format!(
+        "node {id}, damaged by an earlier corrupt-node fault, stopped and refused to start \
+         again: replaced by node {new}"
+    )))
 }

@@ -18,7 +18,11 @@ pub async fn run(node: Arc<Node>) {
     loop {
         tokio::time::sleep(EVERY).await;
         // First: a group stopped by a failed write is no damaged replica.
-        if let Some(why) = node.store().committer().failure() {
+        if let Some(failure) = node.store().committer().failure() {
+            if failure.damaged {
+                stop_on_damaged_database(&node, &failure.why);
+            }
+            let why = failure.why;
             tracing::error!(
                 node = node.id(),
                 data_dir = %node.config().data_dir.display(),
@@ -70,4 +74,27 @@ pub async fn run(node: Arc<Node>) {
                 .or_insert_with(|| tokio::spawn(super::rebuild::run(node.clone(), note.group)));
         }
     }
+}
+
+/// sled found its database damaged while running: no group on it can be
+/// trusted, so the node stops, marked so that it refuses to start again,
+/// and says how to replace it.
+fn stop_on_damaged_database(node: &Node, why: &str) -> ! {
+    let marked = node.store().mark_damaged(why);
+    let cause = format!(
+        "the database at {} is damaged: {why}",
+        node.store().db_path().display()
+    );
+    tracing::error!(
+        node = node.id(),
+        "stopping: {}",
+        crate::boot::replace_instructions(node.config(), &cause)
+    );
+    if let Err(e) = marked {
+        tracing::error!(
+            node = node.id(),
+            "could not mark the database damaged ({e}): do not start this node again as it is"
+        );
+    }
+    std::process::exit(65);
 }
