@@ -367,9 +367,16 @@ impl Node {
             failover: self.failover.clone(),
             heartbeat: Duration::from_millis(self.config.heartbeat_ms),
         };
+        // What openraft fails to read back at start (a commit point past the
+        // log, say) is this replica's damage, not the node's.
         let raft = Raft::new(self.id, self.raft_config.clone(), network, log, sm)
             .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
+            .map_err(|e| match e {
+                openraft::error::Fatal::StorageError(e) => {
+                    self.found_damage(id, format!("reading it back at start: {e}"))
+                }
+                e => StartError::Raft(e.to_string()),
+            })?;
         let group = Arc::new(Group {
             id,
             raft,

@@ -64,6 +64,7 @@ impl NodeStore {
             disk,
         };
         store.check_format()?;
+        store.finish_removals()?;
         Ok(store)
     }
 
@@ -193,17 +194,80 @@ impl NodeStore {
     }
 
     /// Drops every tree of a deleted queue's group (or of a damaged replica
-    /// about to be rebuilt).
+    /// about to be rebuilt). All or nothing across a crash: the intent is
+    /// made durable first and the next open finishes it, since what a
+    /// partial removal leaves (a commit point whose log is gone, say) is
+    /// neither the replica nor its absence.
     pub fn remove_group(&self, group: u64) -> Result<(), StoreError> {
+        self.begin_removal(group)?;
+        self.finish_removal(group)
+    }
+
+    /// The first half of [`Self::remove_group`]: records, durably, that
+    /// `group`'s data is to go. Whatever happens next, the next
+    /// `remove_group` of it or the next open finishes the removal.
+    pub fn begin_removal(&self, group: u64) -> Result<(), StoreError> {
+        self.node_meta()?.insert(removing_key(group), &[1u8])?;
+        self.flush_durably()
+    }
+
+    fn finish_removal(&self, group: u64) -> Result<(), StoreError> {
         self.ledger.forget(group)?;
-        self.snapshot_store(group)?.remove_all()?;
-        let names = group_tree_names(group);
+        SnapshotStore::remove_files_of(&self.snapshot_dir, group)?;
         self.cleaner.dropping(&tree_name(group, "log"), || {
-            for name in &names {
-                self.db.drop_tree(name)?;
-            }
-            Ok(())
-        })
+            group_tree_names(group)
+                .iter()
+                .try_for_each(|name| self.drop_tree(name))
+        })?;
+        self.flush_durably()?;
+        self.node_meta()?.remove(removing_key(group))?;
+        self.flush_durably()
+    }
+
+    /// Drops one tree, also when its pages are the damage: sled unlinks a
+    /// tree before it frees its pages, so a tree whose pages cannot be read
+    /// is gone all the same, its pages left unreachable.
+    fn drop_tree(&self, name: &str) -> Result<(), StoreError> {
+        let failed = match catch_unwind(AssertUnwindSafe(|| self.db.drop_tree(name))) {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => panic_text(&panic),
+        };
+        if self.db.tree_names().iter().any(|n| n == name.as_bytes()) {
+            return Err(StoreError::Unusable {
+                path: self.db_path.clone(),
+                cause: format!("cannot drop {name}: {failed}"),
+            });
+        }
+        tracing::warn!(
+            tree = name,
+            "dropped; sled could not free its pages ({failed}), which stay unused"
+        );
+        Ok(())
+    }
+
+    /// Finishes removals a crash interrupted.
+    fn finish_removals(&self) -> Result<(), StoreError> {
+        let node = self.node_meta()?;
+        let pending: Vec<u64> = node
+            .scan_prefix(REMOVING_PREFIX)
+            .keys()
+            .filter_map(|key| {
+                let key = key.ok()?;
+                std::str::from_utf8(&key[REMOVING_PREFIX.len()..])
+                    .ok()?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        for group in pending {
+            tracing::info!(
+                group,
+                "finishing the removal of a group's data a stop interrupted"
+            );
+            self.finish_removal(group)?;
+        }
+        Ok(())
     }
 
     /// Groups that have any data on this node (used to find groups to restart).
@@ -286,6 +350,12 @@ pub(crate) fn panic_text(panic: &Box<dyn Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "no message".into())
+}
+
+const REMOVING_PREFIX: &[u8] = b"removing.g";
+
+fn removing_key(group: u64) -> Vec<u8> {
+    [REMOVING_PREFIX, group.to_string().as_bytes()].concat()
 }
 
 fn joins_only_key(group: u64) -> String {

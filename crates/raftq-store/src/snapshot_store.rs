@@ -82,7 +82,7 @@ impl SnapshotStore {
     }
 
     fn prefix(&self) -> String {
-        format!("g{}-", self.group)
+        file_prefix(self.group)
     }
 
     /// A fresh, empty file to write a snapshot into.
@@ -183,9 +183,11 @@ impl SnapshotStore {
         }))
     }
 
-    /// Deletes every file of this group: the group is gone from this node.
-    pub fn remove_all(&self) -> Result<(), StoreError> {
-        for path in self.own_files()? {
+    /// Deletes every snapshot file of `group` in `dir` without reading its
+    /// record (which may be the damage a discard is for): the group is gone
+    /// from this node.
+    pub(crate) fn remove_files_of(dir: &Path, group: u64) -> Result<(), StoreError> {
+        for path in group_files(dir, group)? {
             std::fs::remove_file(path)?;
         }
         Ok(())
@@ -203,20 +205,27 @@ impl SnapshotStore {
     }
 
     fn own_files(&self) -> Result<Vec<PathBuf>, StoreError> {
-        let prefix = self.prefix();
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(&self.dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.starts_with(&prefix)
-                && (name.ends_with(SUFFIX) || name.ends_with(PARTIAL_SUFFIX))
-            {
-                files.push(entry.path());
-            }
-        }
-        Ok(files)
+        group_files(&self.dir, self.group)
     }
+}
+
+/// The snapshot files (whole or partial) of `group` in `dir`.
+fn group_files(dir: &Path, group: u64) -> Result<Vec<PathBuf>, StoreError> {
+    let prefix = file_prefix(group);
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with(&prefix) && (name.ends_with(SUFFIX) || name.ends_with(PARTIAL_SUFFIX)) {
+            files.push(entry.path());
+        }
+    }
+    Ok(files)
+}
+
+fn file_prefix(group: u64) -> String {
+    format!("g{group}-")
 }
 
 /// Ends every snapshot file, before the CRC32 of everything ahead of it.

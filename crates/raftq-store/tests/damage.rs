@@ -276,3 +276,32 @@ async fn a_truncated_database_never_passes_silently() {
     .await;
     eprintln!("outcomes of truncations: {outcomes:?}");
 }
+
+#[tokio::test]
+async fn a_removal_a_stop_interrupted_is_finished_at_the_next_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let node = open(dir.path()).await.expect("open");
+        append(&node, 7, 1..=5, 64).await;
+        append(&node, 8, 1..=3, 64).await;
+        let mut log = node.log_store::<Tc>(7).expect("log");
+        log.save_committed(Some(log_id(1, 1, 5)))
+            .await
+            .expect("commit point");
+        node.begin_removal(7).expect("the removal recorded");
+        // The node stops here: half a removal could leave a commit point
+        // whose log is gone, which no replica ever was.
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let node = open(dir.path()).await.expect("reopen");
+    assert_eq!(node.groups_on_disk(), vec![8], "group 7 removed at open");
+    let mut log = node.log_store::<Tc>(7).expect("log");
+    assert_eq!(log.get_log_state().await.expect("state").last_log_id, None);
+    assert_eq!(log.read_committed().await.expect("committed"), None);
+    node.inspect_group(8).expect("group 8 untouched");
+    let mut log = node.log_store::<Tc>(8).expect("log");
+    assert_eq!(
+        log.get_log_state().await.expect("state").last_log_id,
+        Some(log_id(1, 1, 3))
+    );
+}

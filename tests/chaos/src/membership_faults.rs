@@ -59,6 +59,9 @@ async fn remove_node(admin: &Client, id: u64) -> anyhow::Result<()> {
         tries += 1;
         match admin.remove_node(id).await {
             Ok(_) => return Ok(()),
+            // Already out: an earlier removal that gave up waiting (this
+            // fault's or an earlier one's) finished on the server afterwards.
+            Err(raftq_client::Error::NotFound(_)) => return Ok(()),
             Err(e) if tries < 3 => eprintln!("remove-node {id} (try {tries} of 3): {e}"),
             Err(e) => return Err(e.into()),
         }
