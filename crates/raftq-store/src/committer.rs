@@ -76,6 +76,15 @@ impl GroupCommitter {
         self.failed.lock().clone()
     }
 
+    /// Records damage to sled's own pages found outside a write (freeing a
+    /// dropped tree's pages): sled reads such a page again whenever it
+    /// moves it, so the node must stop as it would on a failed write.
+    pub(crate) fn found_damage(&self, why: String) {
+        self.failed
+            .lock()
+            .get_or_insert(CommitFailure { why, damaged: true });
+    }
+
     /// Calls `done` once everything written to the Db before this call is on disk.
     pub fn after_flush(&self, done: impl FnOnce(Result<(), std::io::Error>) + Send + 'static) {
         self.submit(None, Box::new(done));

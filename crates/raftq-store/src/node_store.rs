@@ -65,6 +65,13 @@ impl NodeStore {
         };
         store.check_format()?;
         store.finish_removals()?;
+        if let Some(failure) = store.committer.failure() {
+            store.mark_damaged(&failure.why)?;
+            return Err(StoreError::Unusable {
+                path: store.db_path.clone(),
+                cause: failure.why,
+            });
+        }
         Ok(store)
     }
 
@@ -226,7 +233,10 @@ impl NodeStore {
 
     /// Drops one tree, also when its pages are the damage: sled unlinks a
     /// tree before it frees its pages, so a tree whose pages cannot be read
-    /// is gone all the same, its pages left unreachable.
+    /// is gone all the same. Its damaged pages stay in sled's file, where
+    /// sled reads them again when it moves them (the soak saw that fail a
+    /// flush seconds later), so the node is told to stop: the database is
+    /// damaged, not only the replica.
     fn drop_tree(&self, name: &str) -> Result<(), StoreError> {
         let failed = match catch_unwind(AssertUnwindSafe(|| self.db.drop_tree(name))) {
             Ok(Ok(_)) => return Ok(()),
@@ -239,10 +249,9 @@ impl NodeStore {
                 cause: format!("cannot drop {name}: {failed}"),
             });
         }
-        tracing::warn!(
-            tree = name,
-            "dropped; sled could not free its pages ({failed}), which stay unused"
-        );
+        self.committer.found_damage(format!(
+            "sled could not free the pages of {name} when it dropped it: {failed}"
+        ));
         Ok(())
     }
 

@@ -436,7 +436,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 fn nemesis_recovery(n: &mut nemesis::Nemesis) -> u64 {
     use rand::Rng;
     if n.kinds.soak {
-        n.rng.gen_range(800..1600)
+        n.rng.gen_range(300..800)
     } else {
         n.rng.gen_range(2000..4000)
     }

@@ -200,8 +200,22 @@ pub struct Nemesis {
     pub power_refusals: Vec<String>,
     /// Nodes given a corrupt-node fault, with where their log stood then:
     /// one may stop later on damage sled finds only when it reads it.
-    pub damaged: std::collections::BTreeMap<u64, u64>,
+    pub damaged: std::collections::BTreeMap<u64, Damaged>,
 }
+
+/// A node a corrupt-node fault hit, until it is replaced or has run on
+/// long enough that whatever was hit has been found.
+#[derive(Clone, Copy, Debug)]
+pub struct Damaged {
+    /// Its log's length when it was hit: what it logged since is the damage's.
+    pub log_from: u64,
+    pub at: std::time::Instant,
+}
+
+/// How long a node hit by a corrupt-node fault may still stop of it: it
+/// checks every replica at start and stops at once on damage to sled's own
+/// pages, so by then it has.
+const DAMAGE_SETTLES: Duration = Duration::from_secs(60);
 
 impl Nemesis {
     /// `kinds.partitions` is decided per strike by whether a network is given.
@@ -253,12 +267,18 @@ impl Nemesis {
             ..self.kinds
         };
         self.replace_damaged_that_stopped(cluster, rec).await?;
-        let fault = choose(&mut self.rng, kinds);
+        let mut fault = choose(&mut self.rng, kinds);
+        // A node a corrupt-node fault hit may still stop for good: losing
+        // another one meanwhile (a dead disk, more damage) could take a
+        // majority of a group's replicas, which no Raft survives.
+        while !self.damaged.is_empty() && matches!(fault, Fault::ReplaceNode | Fault::CorruptNode) {
+            fault = choose(&mut self.rng, kinds);
+        }
         let queue = self.queues[self.rng.gen_range(0..self.queues.len())].clone();
         let ids = cluster.ids();
         let n = ids.len();
         let hold = if self.kinds.soak {
-            Duration::from_millis(self.rng.gen_range(600..1500))
+            Duration::from_millis(self.rng.gen_range(400..1000))
         } else {
             Duration::from_millis(self.rng.gen_range(1500..3500))
         };
@@ -366,7 +386,13 @@ impl Nemesis {
             }
             (Fault::CorruptNode, _) => {
                 let victim = ids[self.rng.gen_range(0..n)];
-                self.damaged.insert(victim, cluster.log_len(victim)?);
+                self.damaged.insert(
+                    victim,
+                    Damaged {
+                        log_from: cluster.log_len(victim)?,
+                        at: std::time::Instant::now(),
+                    },
+                );
                 storage_faults::corrupt_node(cluster, &mut self.rng, victim).await?
             }
             (Fault::PowerCutLeader, Some(l)) => {
@@ -417,14 +443,18 @@ impl Nemesis {
         cluster: &mut Cluster,
         rec: &Recorder,
     ) -> anyhow::Result<()> {
-        let damaged: Vec<(u64, u64)> = self.damaged.iter().map(|(i, l)| (*i, *l)).collect();
-        for (id, log_from) in damaged {
+        let damaged: Vec<(u64, Damaged)> = self.damaged.iter().map(|(i, d)| (*i, *d)).collect();
+        for (id, hit) in damaged {
             if !cluster.ids().contains(&id) {
                 self.damaged.remove(&id);
                 continue;
             }
             let t = rec.now();
-            if let Some(detail) = storage_faults::replace_if_refused(cluster, id, log_from).await? {
+            let replaced = storage_faults::replace_if_refused(cluster, id, hit.log_from).await?;
+            if replaced.is_none() && hit.at.elapsed() > DAMAGE_SETTLES && !cluster.exited(id)? {
+                self.damaged.remove(&id);
+            }
+            if let Some(detail) = replaced {
                 self.damaged.remove(&id);
                 *self.counts.entry("replace-damaged").or_default() += 1;
                 eprintln!("[{:>7.1}s] replace-damaged: {detail}", t as f64 / 1000.0);
