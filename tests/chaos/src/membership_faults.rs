@@ -173,6 +173,32 @@ async fn wait_voter(admin: &Client, id: u64) -> anyhow::Result<()> {
     anyhow::bail!("node {id} not a voter within {SETTLE:?}")
 }
 
+/// Whether every queue holds as many voting replicas as it asks for, with no
+/// move under way: only then may a node be lost for good (a dead disk, a
+/// removal) without a group dropping to a voter pair that one more loss
+/// would leave without a majority.
+pub async fn settled(cluster: &Cluster) -> anyhow::Result<bool> {
+    let admin = admin_client(cluster)?;
+    let nodes = cluster.ids().len();
+    let deadline = Instant::now() + SETTLE;
+    while Instant::now() < deadline {
+        if let Ok(queues) = admin.list_queues().await {
+            let whole = queues.iter().all(|info| {
+                let asked = info.options.as_ref().map_or(0, |o| o.replicas) as usize;
+                let wanted = if asked == 0 { 3 } else { asked }.min(nodes);
+                let mut voters = info.voters.clone();
+                voters.sort_unstable();
+                voters.len() >= wanted && voters == info.replicas && info.learners.is_empty()
+            });
+            if whole {
+                return Ok(true);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(false)
+}
+
 /// Until the queue's group holds exactly the replicas the catalog names.
 async fn wait_moved(admin: &Client, queue: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + SETTLE;

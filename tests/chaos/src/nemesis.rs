@@ -374,6 +374,11 @@ impl Nemesis {
                 cluster.start_all()?;
                 "SIGKILL every node, then start them all".to_string()
             }
+            (Fault::ReplaceNode | Fault::CycleNode | Fault::CorruptNode, _)
+                if !membership_faults::settled(cluster).await? =>
+            {
+                anyhow::bail!("the queues' replicas did not settle: no node lost for good now")
+            }
             (Fault::ReplaceNode, _) => {
                 membership_faults::replace_node(cluster, &mut self.rng).await?
             }
