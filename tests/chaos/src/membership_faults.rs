@@ -186,9 +186,7 @@ pub async fn settled(cluster: &Cluster) -> anyhow::Result<bool> {
             let whole = queues.iter().all(|info| {
                 let asked = info.options.as_ref().map_or(0, |o| o.replicas) as usize;
                 let wanted = if asked == 0 { 3 } else { asked }.min(nodes);
-                let mut voters = info.voters.clone();
-                voters.sort_unstable();
-                voters.len() >= wanted && voters == info.replicas && info.learners.is_empty()
+                info.voters.len() >= wanted && holds_its_replicas(info)
             });
             if whole {
                 return Ok(true);
@@ -199,14 +197,19 @@ pub async fn settled(cluster: &Cluster) -> anyhow::Result<bool> {
     Ok(false)
 }
 
+/// The queue's group holds exactly the replicas the catalog names, as voters.
+fn holds_its_replicas(info: &raftq_proto::v1::QueueInfo) -> bool {
+    let mut voters = info.voters.clone();
+    voters.sort_unstable();
+    voters == info.replicas && info.learners.is_empty()
+}
+
 /// Until the queue's group holds exactly the replicas the catalog names.
 async fn wait_moved(admin: &Client, queue: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + SETTLE;
     while Instant::now() < deadline {
         if let Ok(info) = admin.get_queue(queue).await {
-            let mut voters = info.voters.clone();
-            voters.sort_unstable();
-            if voters == info.replicas && info.learners.is_empty() {
+            if holds_its_replicas(&info) {
                 return Ok(());
             }
         }
